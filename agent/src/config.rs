@@ -1,0 +1,159 @@
+//! The daemon's TOML config file and the command-line flags that override it.
+
+use std::path::{Path, PathBuf};
+
+use berth_cri::config::{ImageConfig, RegistryHosts};
+use serde::Deserialize;
+
+/// Default path of the config file; a missing file at this path means all defaults.
+pub const DEFAULT_CONFIG: &str = "/etc/berth/config.toml";
+
+/// The config file. Every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Persistent state: blobs, layers, metadata database.
+    pub root: PathBuf,
+    /// Runtime state that does not survive a reboot.
+    pub state_dir: PathBuf,
+    /// CRI socket path. Defaults to `<state_dir>/berth.sock`.
+    pub socket: Option<PathBuf>,
+    /// Log filter in `tracing` syntax, such as `info` or `berth_cri=debug`.
+    pub log_level: String,
+    pub image: ImageConfig,
+    /// Per-registry settings keyed by host, as `[registries."docker.io"]` tables.
+    pub registries: RegistryHosts,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("/var/lib/berth"),
+            state_dir: PathBuf::from("/run/berth"),
+            socket: None,
+            log_level: "info".to_string(),
+            image: ImageConfig::default(),
+            registries: RegistryHosts::new(),
+        }
+    }
+}
+
+/// Why the config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl AgentConfig {
+    /// Loads the config file. A missing file is fine when it is the default path, so a fresh
+    /// host runs with defaults; a missing file named explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Self::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        config.image.validate().map_err(ConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    /// Returns the CRI socket path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("berth.sock"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_default_file_gives_defaults() {
+        let config = AgentConfig::load(Path::new("/nonexistent/berth.toml"), false).unwrap();
+        assert_eq!(config.root, PathBuf::from("/var/lib/berth"));
+        assert_eq!(config.socket_path(), PathBuf::from("/run/berth/berth.sock"));
+        assert_eq!(config.image.max_concurrent_downloads, 3);
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        assert!(AgentConfig::load(Path::new("/nonexistent/berth.toml"), true).is_err());
+    }
+
+    #[test]
+    fn registries_and_image_settings_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            r#"
+root = "/tmp/berth-root"
+[image]
+max_concurrent_downloads = 5
+[registries."docker.io"]
+mirrors = ["127.0.0.1:5000"]
+[registries."127.0.0.1:5000"]
+plain_http = true
+"#,
+        )
+        .unwrap();
+
+        let config = AgentConfig::load(&path, true).unwrap();
+
+        assert_eq!(config.image.max_concurrent_downloads, 5);
+        assert_eq!(
+            config.registries["docker.io"].mirrors,
+            vec!["127.0.0.1:5000"]
+        );
+        assert!(config.registries["127.0.0.1:5000"].plain_http);
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[image]\nmax_downloads = 5\n").unwrap();
+
+        let err = AgentConfig::load(&path, true).unwrap_err();
+
+        assert!(err.to_string().contains("max_downloads"), "{err}");
+    }
+
+    #[test]
+    fn zero_downloads_is_rejected_with_example() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[image]\nmax_concurrent_downloads = 0\n").unwrap();
+
+        let err = AgentConfig::load(&path, true).unwrap_err();
+
+        assert!(
+            err.to_string().contains("image.max_concurrent_downloads"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! `berth serve`: load the config, open the stores and serve the CRI socket until a signal.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use berth_cri::image::ImageService;
+use berth_cri::server::{Cri, CriImageService, CriRuntimeService, bind_socket, serve};
+use berth_cri::store::Store;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+use crate::ServeArgs;
+use crate::config::{AgentConfig, DEFAULT_CONFIG};
+
+/// Runs the daemon and returns its exit status.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let explicit = args.config.is_some();
+    let path = args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
+    let mut config = match AgentConfig::load(&path, explicit) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("berth: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    apply_flags(&mut config, args);
+    init_logging(&config.log_level);
+    berth_cri::install_crypto_provider();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve_until_signal(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "berth serve failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn apply_flags(config: &mut AgentConfig, args: ServeArgs) {
+    if let Some(root) = args.root {
+        config.root = root;
+    }
+    if let Some(state_dir) = args.state_dir {
+        config.state_dir = state_dir;
+    }
+    if let Some(socket) = args.socket {
+        config.socket = Some(socket);
+    }
+    if let Some(level) = args.log_level {
+        config.log_level = level;
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|value| EnvFilter::try_new(value).ok())
+        .or_else(|| EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve_until_signal(config: AgentConfig) -> Result<(), Box<dyn std::error::Error>> {
+    for dir in [&config.root, &config.state_dir] {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| format!("cannot create directory {}: {err}", dir.display()))?;
+    }
+    let store = Arc::new(Store::open(&config.root.join("meta.db"))?);
+    let images = ImageService::open(
+        &config.root,
+        store,
+        config.image.clone(),
+        config.registries.clone(),
+    )?;
+    let cri = Arc::new(Cri { images });
+
+    let socket = config.socket_path();
+    let listener = bind_socket(&socket)
+        .map_err(|err| format!("cannot listen on {}: {err}", socket.display()))?;
+    tracing::info!(
+        socket = %socket.display(),
+        root = %config.root.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "serving CRI"
+    );
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("received SIGTERM, shutting down"),
+            _ = interrupt.recv() => tracing::info!("received SIGINT, shutting down"),
+        }
+    };
+    let result = serve(
+        listener,
+        CriImageService(cri.clone()),
+        CriRuntimeService(cri),
+        shutdown,
+    )
+    .await;
+    let _ = std::fs::remove_file(&socket);
+    result?;
+    tracing::info!("stopped");
+    Ok(())
+}

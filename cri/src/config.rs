@@ -1,0 +1,87 @@
+//! Settings of the CRI services, read from the `[image]` and `[registries]` tables of the
+//! daemon's TOML config file. Every field has a default, so an empty file is a valid config.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Settings of the image service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Layers of one image downloaded at the same time.
+    pub max_concurrent_downloads: usize,
+    /// Largest uncompressed size of one layer, in bytes; a layer that expands past it is rejected
+    /// as a likely decompression bomb.
+    pub max_layer_bytes: u64,
+    /// Seconds a registry may send nothing during a blob or manifest download before the pull is
+    /// aborted.
+    pub progress_timeout_seconds: u64,
+    /// Docker `config.json` whose `auths` supply credentials when a pull request carries none.
+    /// Defaults to `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
+    pub docker_config: Option<PathBuf>,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_downloads: 3,
+            max_layer_bytes: 32 << 30,
+            progress_timeout_seconds: 60,
+            docker_config: None,
+        }
+    }
+}
+
+impl ImageConfig {
+    /// Returns the progress timeout as a duration.
+    pub fn progress_timeout(&self) -> Duration {
+        Duration::from_secs(self.progress_timeout_seconds)
+    }
+
+    /// Returns the Docker config file to read credentials from, if one is known.
+    pub fn docker_config_path(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.docker_config {
+            return Some(path.clone());
+        }
+        if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
+            return Some(PathBuf::from(dir).join("config.json"));
+        }
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker/config.json"))
+    }
+
+    /// Checks the values that have no sensible meaning, naming the field and a valid example.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_concurrent_downloads == 0 {
+            return Err("image.max_concurrent_downloads must be at least 1, for example 3".into());
+        }
+        if self.max_layer_bytes == 0 {
+            return Err("image.max_layer_bytes must be positive, for example 34359738368".into());
+        }
+        if self.progress_timeout_seconds == 0 {
+            return Err("image.progress_timeout_seconds must be positive, for example 60".into());
+        }
+        Ok(())
+    }
+}
+
+/// How to reach one registry host, keyed in the config file by the host name as it appears in
+/// image references (`docker.io`, `registry.k8s.io`, `127.0.0.1:5000`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryHost {
+    /// Hosts tried in order before this one; the first that serves the image wins, and the
+    /// upstream host is tried last. Each mirror's own entry sets its TLS and HTTP settings.
+    pub mirrors: Vec<String>,
+    /// Speak plain HTTP to this host instead of HTTPS.
+    pub plain_http: bool,
+    /// PEM file with extra CA certificates trusted for this host.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any TLS certificate from this host. Unsafe outside tests and labs.
+    pub skip_verify: bool,
+}
+
+/// Per-host registry settings.
+pub type RegistryHosts = BTreeMap<String, RegistryHost>;

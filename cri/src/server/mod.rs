@@ -1,0 +1,46 @@
+//! The CRI gRPC services: thin adapters from requests to subsystem calls, and from subsystem
+//! errors to gRPC status codes.
+
+mod authority;
+mod errors;
+mod image_fs_info;
+mod image_list;
+mod image_pull;
+mod image_remove;
+mod image_service;
+mod image_status;
+mod listen;
+mod runtime_config;
+mod runtime_service;
+mod status;
+mod version;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+
+use crate::image::ImageService;
+pub use authority::repair_authority;
+pub use listen::{bind_socket, serve};
+
+/// A boxed server stream, the response type of the CRI's streaming list RPCs.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+/// Name reported as `runtime_name` by Version.
+pub const RUNTIME_NAME: &str = "berth";
+/// CRI API version served.
+pub const CRI_API_VERSION: &str = "v1";
+
+/// State shared by both CRI services.
+pub struct Cri {
+    pub images: Arc<ImageService>,
+}
+
+/// The `runtime.v1.ImageService` implementation.
+#[derive(Clone)]
+pub struct CriImageService(pub Arc<Cri>);
+
+/// The `runtime.v1.RuntimeService` implementation.
+#[derive(Clone)]
+pub struct CriRuntimeService(pub Arc<Cri>);

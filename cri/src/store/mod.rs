@@ -1,0 +1,252 @@
+//! Persistent metadata: one crash-safe redb database file holding image and layer records.
+//!
+//! Files on disk are always written before the record that points at them, so after a crash the
+//! database never names a blob or layer directory that is missing. What a crash can leave behind
+//! is the opposite, a file that no record names, and [`crate::image::ImageService::open`] sweeps
+//! those at start.
+
+mod records;
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+pub use records::{ImageRecord, LayerRecord, LayerRef};
+
+/// Image records keyed by image ID (the config digest).
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+/// Unpacked layer records keyed by diff ID.
+const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("layers");
+
+/// Errors of the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata database error: {0}")]
+    Database(#[from] redb::Error),
+    #[error("corrupt record {key:?} in table {table}: {source}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        source: serde_json::Error,
+    },
+}
+
+macro_rules! impl_from_redb {
+    ($($error:ty),*) => {
+        $(impl From<$error> for StoreError {
+            fn from(err: $error) -> Self {
+                StoreError::Database(err.into())
+            }
+        })*
+    };
+}
+impl_from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The metadata database.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it and its tables when missing.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(IMAGES)?;
+        txn.open_table(LAYERS)?;
+        txn.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Returns every image record.
+    pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(IMAGES)?;
+        let mut images = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            images.push(decode("images", key.value(), value.value())?);
+        }
+        Ok(images)
+    }
+
+    /// Returns the image with this ID, if recorded.
+    pub fn image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(IMAGES)?;
+        match table.get(id)? {
+            Some(value) => Ok(Some(decode("images", id, value.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns every unpacked layer record.
+    pub fn layers(&self) -> Result<Vec<LayerRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LAYERS)?;
+        let mut layers = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            layers.push(decode("layers", key.value(), value.value())?);
+        }
+        Ok(layers)
+    }
+
+    /// Records a pulled image and its layers in one transaction.
+    ///
+    /// A tag names one image at a time, as in Docker and containerd: every repo tag of `image`
+    /// is removed from the other images that carried it. When `image.id` is already recorded,
+    /// its tags and digests are merged into the existing record.
+    pub fn put_image(&self, image: &ImageRecord, layers: &[LayerRecord]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut images = txn.open_table(IMAGES)?;
+            let mut retagged = Vec::new();
+            let mut existing = None;
+            for row in images.iter()? {
+                let (key, value) = row?;
+                let mut other: ImageRecord = decode("images", key.value(), value.value())?;
+                if other.id == image.id {
+                    existing = Some(other);
+                    continue;
+                }
+                let before = other.repo_tags.len();
+                other.repo_tags.retain(|tag| !image.repo_tags.contains(tag));
+                if other.repo_tags.len() != before {
+                    retagged.push(other);
+                }
+            }
+            for other in retagged {
+                images.insert(other.id.as_str(), encode(&other).as_slice())?;
+            }
+            let merged = match existing {
+                Some(mut old) => {
+                    old.merge_names(image);
+                    old
+                }
+                None => image.clone(),
+            };
+            images.insert(merged.id.as_str(), encode(&merged).as_slice())?;
+
+            let mut layer_table = txn.open_table(LAYERS)?;
+            for layer in layers {
+                layer_table.insert(layer.diff_id.as_str(), encode(layer).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Replaces an image record as given, for updates such as the last-used time.
+    pub fn update_image(&self, image: &ImageRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut images = txn.open_table(IMAGES)?;
+            images.insert(image.id.as_str(), encode(image).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes an image record. Deleting an unknown ID is not an error.
+    pub fn delete_image(&self, id: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(IMAGES)?.remove(id)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes layer records, after their directories are gone.
+    pub fn delete_layers(&self, diff_ids: &[String]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(LAYERS)?;
+            for diff_id in diff_ids {
+                table.remove(diff_id.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize to JSON")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        table,
+        key: key.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, tags: &[&str]) -> ImageRecord {
+        ImageRecord {
+            id: id.to_string(),
+            repo_tags: tags.iter().map(|t| t.to_string()).collect(),
+            ..ImageRecord::default()
+        }
+    }
+
+    #[test]
+    fn put_image_moves_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("meta.db")).unwrap();
+        store
+            .put_image(&record("sha256:a", &["x:1", "x:2"]), &[])
+            .unwrap();
+        store.put_image(&record("sha256:b", &["x:1"]), &[]).unwrap();
+
+        let old = store.image("sha256:a").unwrap().unwrap();
+        assert_eq!(old.repo_tags, vec!["x:2".to_string()]);
+        let new = store.image("sha256:b").unwrap().unwrap();
+        assert_eq!(new.repo_tags, vec!["x:1".to_string()]);
+    }
+
+    #[test]
+    fn put_image_merges_names_of_same_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("meta.db")).unwrap();
+        store.put_image(&record("sha256:a", &["x:1"]), &[]).unwrap();
+        store.put_image(&record("sha256:a", &["y:1"]), &[]).unwrap();
+
+        let merged = store.image("sha256:a").unwrap().unwrap();
+        assert_eq!(merged.repo_tags, vec!["x:1".to_string(), "y:1".to_string()]);
+    }
+
+    #[test]
+    fn records_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            let store = Store::open(&path).unwrap();
+            let layer = LayerRecord {
+                diff_id: "sha256:l".into(),
+                unpacked_bytes: 10,
+                inodes: 2,
+            };
+            store
+                .put_image(&record("sha256:a", &["x:1"]), &[layer])
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.images().unwrap().len(), 1);
+        assert_eq!(store.layers().unwrap()[0].unpacked_bytes, 10);
+    }
+}

@@ -1,0 +1,80 @@
+//! Records kept in the metadata store, serialized as JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// A pulled image.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Image ID: the digest of the image config blob.
+    pub id: String,
+    /// Normalized `registry/repository:tag` names.
+    pub repo_tags: Vec<String>,
+    /// Normalized `registry/repository@digest` names, with the digest of the manifest or index
+    /// that was pulled.
+    pub repo_digests: Vec<String>,
+    /// Digest of the image manifest chosen for this host.
+    pub manifest_digest: String,
+    /// Layers, base first.
+    pub layers: Vec<LayerRef>,
+    /// Size reported to the kubelet: config plus compressed layers, in bytes.
+    pub size: u64,
+    /// The image config's `User` field.
+    pub user: String,
+    /// Digests of every blob this image needs kept: index, manifest, config and layers.
+    pub blobs: Vec<String>,
+    /// When the image was first pulled, in nanoseconds since the Unix epoch.
+    pub pulled_at_ns: u64,
+    /// When a pull or container last used the image, in nanoseconds since the Unix epoch.
+    pub last_used_ns: u64,
+    /// Whether the kubelet's image GC must leave the image alone.
+    pub pinned: bool,
+}
+
+impl ImageRecord {
+    /// Adds the names of `other` (another pull of the same image) to this record.
+    pub fn merge_names(&mut self, other: &ImageRecord) {
+        for tag in &other.repo_tags {
+            if !self.repo_tags.contains(tag) {
+                self.repo_tags.push(tag.clone());
+            }
+        }
+        for digest in &other.repo_digests {
+            if !self.repo_digests.contains(digest) {
+                self.repo_digests.push(digest.clone());
+            }
+        }
+        for blob in &other.blobs {
+            if !self.blobs.contains(blob) {
+                self.blobs.push(blob.clone());
+            }
+        }
+        self.last_used_ns = self.last_used_ns.max(other.last_used_ns);
+    }
+
+    /// Returns the diff IDs of the image's layers, base first.
+    pub fn diff_ids(&self) -> impl Iterator<Item = &str> {
+        self.layers.iter().map(|layer| layer.diff_id.as_str())
+    }
+}
+
+/// One layer as an image's manifest names it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// Digest of the (possibly compressed) blob.
+    pub digest: String,
+    /// Digest of the uncompressed tar stream.
+    pub diff_id: String,
+    pub media_type: String,
+    /// Compressed size in bytes.
+    pub size: u64,
+}
+
+/// A layer unpacked into its own directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    pub diff_id: String,
+    /// Bytes of regular file content written by the unpack.
+    pub unpacked_bytes: u64,
+    /// Files, directories, links and nodes created by the unpack.
+    pub inodes: u64,
+}
