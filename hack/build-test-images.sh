@@ -92,6 +92,8 @@ push evil-symlink-absolute berth-test/evil-symlink-absolute --preserve-digests
 push evil-symlink-relative berth-test/evil-symlink-relative --preserve-digests
 push evil-bomb berth-test/evil-bomb --preserve-digests
 push unknown-mediatype berth-test/unknown-mediatype --preserve-digests
+push corruptible berth-test/corruptible --preserve-digests
+push medium berth-test/medium --preserve-digests
 if [[ ${#with_big[@]} -gt 0 ]]; then
 	push big berth-test/big --preserve-digests
 fi

@@ -6,8 +6,9 @@
 # Usage: hack/start-registry.sh DIR [HTTP_PORT TLS_PORT]
 #
 # Everything lives under DIR: the CA (ca.crt, ca.key), the server certificate
-# (server.crt, server.key), one config file, log file, pid file and storage
-# root per instance, and registry.env, which contains:
+# (server.crt, server.key), one config file, log file and pid file per
+# instance, one storage root (plain-data) that both instances serve, so an
+# image pushed to either is pulled from both, and registry.env, which contains:
 #   BERTH_TEST_REGISTRY=127.0.0.1:HTTP_PORT
 #   BERTH_TEST_TLS_REGISTRY=127.0.0.1:TLS_PORT
 #   BERTH_TEST_CA=DIR/ca.crt
@@ -153,7 +154,8 @@ write_config() {
 }
 
 write_config plain "${http_port}" "${dir}/plain-data"
-write_config tls "${tls_port}" "${dir}/tls-data" with-tls
+# The TLS instance serves the same storage, so every pushed image is reachable over TLS too.
+write_config tls "${tls_port}" "${dir}/plain-data" with-tls
 
 # nohup keeps the registries running after the calling shell exits. Their
 # output goes to the log files, so a caller that captures this script's

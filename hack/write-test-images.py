@@ -27,6 +27,12 @@ Refs written:
   evil-symlink-relative  the second of those two cases alone
   evil-bomb            gzip layer that expands to 64 MiB of zeros in one file
   unknown-mediatype    layer with media type application/vnd.example.unknown
+  corruptible          busybox plus a layer of 256 KiB of random bytes used by
+                       no other image, so a test may corrupt it in the
+                       registry's storage
+  medium               busybox plus a layer of 4 MiB of random bytes, slow
+                       enough through a throttling proxy to cancel or kill
+                       a pull midway
   big                  busybox plus 5 layers of 20 MB of random bytes
                        (only with --with-big)
 """
@@ -458,6 +464,14 @@ def write_evil_images(layout, base, architecture):
         media_type=MEDIA_TYPE_UNKNOWN)
 
 
+def write_random_image(layout, base, architecture, ref, seed, size):
+    """Add an image of the busybox layer plus one layer of `size` random bytes."""
+    data = random.Random(seed).randbytes(size)
+    layer = write_layer(layout, [file_entry(f"{ref}.bin", data)],
+                        f"{size} random bytes", gzip_level=1)
+    layout.add_ref(ref, write_image(layout, [base, layer], architecture))
+
+
 def big_layers(layout):
     """Return 5 layers of incompressible bytes from fixed seeds, about 20 MB each."""
     layers = []
@@ -501,6 +515,8 @@ def main():
                    write_image(layout, [base], architecture, User="1000:1000"))
     layout.add_ref("multiarch", write_multiarch(layout, base))
     write_evil_images(layout, base, architecture)
+    write_random_image(layout, base, architecture, "corruptible", seed=101, size=256 * 1024)
+    write_random_image(layout, base, architecture, "medium", seed=102, size=4 * 1024 * 1024)
     if args.with_big:
         layout.add_ref("big", write_image(layout, [base] + big_layers(layout), architecture))
 

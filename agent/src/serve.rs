@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_cri::image::ImageService;
 use berth_cri::server::{Cri, CriImageService, CriRuntimeService, bind_socket, serve};
@@ -11,6 +12,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::ServeArgs;
 use crate::config::{AgentConfig, DEFAULT_CONFIG};
+
+/// How long in-flight requests may run after SIGTERM before the daemon exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the daemon and returns its exit status.
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -99,19 +103,33 @@ async fn serve_until_signal(config: AgentConfig) -> Result<(), Box<dyn std::erro
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("received SIGTERM, shutting down"),
             _ = interrupt.recv() => tracing::info!("received SIGINT, shutting down"),
         }
+        let _ = stopping_tx.send(true);
     };
-    let result = serve(
+    let server = serve(
         listener,
         CriImageService(cri.clone()),
         CriRuntimeService(cri),
         shutdown,
-    )
-    .await;
+    );
+    // The server stops accepting at the signal and then waits for open connections; a client
+    // that never acknowledges the HTTP/2 GOAWAY must not keep the daemon alive.
+    let grace = async move {
+        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        result = server => result,
+        () = grace => {
+            tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "closing connections still open after the shutdown grace period");
+            Ok(())
+        }
+    };
     let _ = std::fs::remove_file(&socket);
     result?;
     tracing::info!("stopped");
