@@ -28,6 +28,8 @@ packages=(
 	curl
 	ca-certificates
 	jq
+	# htpasswd, for the registry with basic auth in the end-to-end tests.
+	apache2-utils
 	# Python and gRPC, used by the CRI test clients.
 	python3
 	python3-grpcio

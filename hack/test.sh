@@ -15,6 +15,11 @@ if [[ ${EUID} -ne 0 ]]; then
 	exit 1
 fi
 
+if ! command -v cargo >/dev/null; then
+	echo "hack/test.sh: cargo not found: install a Rust toolchain (1.88 or newer) with rustup" >&2
+	exit 1
+fi
+
 hack/install-deps.sh
 
 workdir=$(mktemp -d /tmp/berth-test.XXXXXX)

@@ -7,6 +7,7 @@
 
 pub mod net;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,25 +62,87 @@ pub fn berth_binary() -> PathBuf {
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub config_extra: String,
+    /// Whether the generated config has the table that trusts the TLS registry's CA.
+    trust_tls_ca: bool,
     child: Option<Child>,
+    /// Mounts made under `dir` by the test, unmounted on drop before `dir` is removed.
+    mounts: Vec<PathBuf>,
 }
 
 impl Daemon {
     /// Starts a daemon whose config trusts the test registries, plus `config_extra` (TOML
     /// appended to the generated config; use it for `[image]` settings and more registries).
     pub async fn start(config_extra: &str) -> Daemon {
+        Daemon::start_configured(config_extra, true).await
+    }
+
+    /// Starts a daemon like [`Daemon::start`], but without the `[registries."TLS registry"]`
+    /// table that sets its CA file, so `config_extra` may configure that host itself.
+    pub async fn start_without_tls_ca(config_extra: &str) -> Daemon {
+        Daemon::start_configured(config_extra, false).await
+    }
+
+    async fn start_configured(config_extra: &str, trust_tls_ca: bool) -> Daemon {
+        let mut daemon = Daemon::prepare_configured(config_extra, trust_tls_ca);
+        daemon.spawn().await;
+        daemon
+    }
+
+    /// Creates the daemon's directory and config like [`Daemon::start`] without starting it;
+    /// call [`Daemon::restart`] to start it after preparing its root.
+    pub fn prepare(config_extra: &str) -> Daemon {
+        Daemon::prepare_configured(config_extra, true)
+    }
+
+    fn prepare_configured(config_extra: &str, trust_tls_ca: bool) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
             .expect("create temp dir");
-        let mut daemon = Daemon {
+        let daemon = Daemon {
             dir,
             config_extra: config_extra.to_string(),
+            trust_tls_ca,
             child: None,
+            mounts: Vec::new(),
         };
         daemon.write_config();
-        daemon.spawn().await;
         daemon
+    }
+
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it, such as `4m`) on the daemon's
+    /// root, so the test controls how much space the daemon has.
+    pub fn mount_root_tmpfs(&mut self, size: &str) {
+        let root = self.root();
+        std::fs::create_dir_all(&root).expect("create root");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size}"))
+            .arg("berth-test")
+            .arg(&root)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs on {} failed",
+            root.display()
+        );
+        self.mounts.push(root);
+    }
+
+    /// Changes the size of the tmpfs mounted by [`Daemon::mount_root_tmpfs`].
+    pub fn resize_root_tmpfs(&self, size: &str) {
+        let status = Command::new("mount")
+            .arg("-o")
+            .arg(format!("remount,size={size}"))
+            .arg(self.root())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "resizing the tmpfs on {} failed",
+            self.root().display()
+        );
     }
 
     pub fn root(&self) -> PathBuf {
@@ -105,11 +168,16 @@ impl Daemon {
 
     fn write_config(&self) {
         let mut config = format!(
-            "[registries.\"{plain}\"]\nplain_http = true\n\n[registries.\"{tls}\"]\nca_file = \"{ca}\"\n\n",
-            plain = registry(),
-            tls = env("BERTH_TEST_TLS_REGISTRY"),
-            ca = env("BERTH_TEST_CA"),
+            "[registries.\"{plain}\"]\nplain_http = true\n\n",
+            plain = registry()
         );
+        if self.trust_tls_ca {
+            config.push_str(&format!(
+                "[registries.\"{tls}\"]\nca_file = \"{ca}\"\n\n",
+                tls = env("BERTH_TEST_TLS_REGISTRY"),
+                ca = env("BERTH_TEST_CA"),
+            ));
+        }
         config.push_str(&self.config_extra);
         std::fs::write(self.dir.path().join("config.toml"), config).expect("write config");
     }
@@ -289,6 +357,85 @@ impl Daemon {
         names.sort();
         names
     }
+
+    /// Asserts that the image store holds nothing beyond what the listed images need: no ingest
+    /// files, no `layers/.tmp-*` directories, and no blob or layer directory that no listed
+    /// image names. `context` says which step the check follows, for the failure message.
+    pub async fn assert_no_leftovers(&self, context: &str) {
+        let ingest = self.entries("ingest");
+        assert!(
+            ingest.is_empty(),
+            "{context}: ingest files remain: {ingest:?}"
+        );
+
+        let layers = self.entries("layers");
+        let scratch: Vec<&String> = layers
+            .iter()
+            .filter(|name| name.starts_with(".tmp-"))
+            .collect();
+        assert!(
+            scratch.is_empty(),
+            "{context}: partly unpacked layers remain: {scratch:?}"
+        );
+
+        let (needed_blobs, needed_layers) = self.needed_content().await;
+        let extra_blobs: Vec<String> = self
+            .entries("blobs/sha256")
+            .into_iter()
+            .filter(|hex| !needed_blobs.contains(hex))
+            .collect();
+        assert!(
+            extra_blobs.is_empty(),
+            "{context}: blobs that no listed image needs remain: {extra_blobs:?}"
+        );
+        let extra_layers: Vec<&String> = layers
+            .iter()
+            .filter(|hex| !hex.starts_with(".tmp-") && !needed_layers.contains(*hex))
+            .collect();
+        assert!(
+            extra_layers.is_empty(),
+            "{context}: layer directories that no listed image needs remain: {extra_layers:?}"
+        );
+    }
+
+    /// Returns the hex digests of the blobs (configs, manifests, indexes, layers) and of the
+    /// unpacked layers (diff IDs) that the listed images need.
+    async fn needed_content(&self) -> (HashSet<String>, HashSet<String>) {
+        let hex = |digest: &str| digest.trim_start_matches("sha256:").to_string();
+        let mut blobs = HashSet::new();
+        let mut layers = HashSet::new();
+        for image in self.list().await {
+            blobs.insert(hex(&image.id));
+            for repo_digest in &image.repo_digests {
+                if let Some((_, digest)) = repo_digest.split_once('@') {
+                    blobs.insert(hex(digest));
+                }
+            }
+            let status = self.status(&image.id, true).await;
+            let info: serde_json::Value =
+                serde_json::from_str(&status.info["info"]).expect("verbose info is JSON");
+            blobs.insert(hex(info["manifestDigest"].as_str().unwrap_or_default()));
+            for layer in info["layers"].as_array().into_iter().flatten() {
+                blobs.insert(hex(layer["digest"].as_str().unwrap_or_default()));
+                layers.insert(hex(layer["diff_id"].as_str().unwrap_or_default()));
+            }
+        }
+        (blobs, layers)
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes, and returns whether it held.
+pub async fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 impl Drop for Daemon {
@@ -296,6 +443,9 @@ impl Drop for Daemon {
     /// for clients whose runtime is blocked in this drop.
     fn drop(&mut self) {
         self.kill();
+        for mount in self.mounts.drain(..).rev() {
+            let _ = Command::new("umount").arg(&mount).status();
+        }
     }
 }
 

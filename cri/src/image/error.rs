@@ -55,7 +55,7 @@ pub enum ImageError {
     #[error("invalid image config {digest}: {reason}")]
     InvalidConfig { digest: String, reason: String },
 
-    #[error("layer {digest} is rejected: {source}")]
+    #[error("unpacking layer {digest} failed: {source}")]
     Unpack {
         digest: String,
         #[source]

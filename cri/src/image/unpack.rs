@@ -270,7 +270,14 @@ impl Unpacker {
                     .mode(0o600)
                     .open(&target)
                     .map_err(|err| io_error("create", &target, err))?;
-                let written = io::copy(entry, &mut file).map_err(UnpackError::Tar)?;
+                let written = io::copy(entry, &mut file).map_err(|err| {
+                    // io::copy mixes read errors (a broken tar) with write errors (a full disk).
+                    if matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                        io_error("write", &target, err)
+                    } else {
+                        UnpackError::Tar(err)
+                    }
+                })?;
                 self.bytes += written;
                 self.inodes += 1;
             }
