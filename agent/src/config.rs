@@ -38,7 +38,7 @@ impl Default for AgentConfig {
     }
 }
 
-/// Why the config could not be loaded.
+/// Error of loading the config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -56,8 +56,8 @@ pub enum ConfigError {
 }
 
 impl AgentConfig {
-    /// Loads the config file. A missing file is fine when it is the default path, so a fresh
-    /// host runs with defaults; a missing file named explicitly is an error.
+    /// Loads the config file. A missing file at the default path gives the defaults, so a fresh
+    /// host needs no config. A missing file named explicitly is an error.
     pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,

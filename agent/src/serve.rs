@@ -117,8 +117,8 @@ async fn serve_until_signal(config: AgentConfig) -> Result<(), Box<dyn std::erro
         CriRuntimeService(cri),
         shutdown,
     );
-    // The server stops accepting at the signal and then waits for open connections; a client
-    // that never acknowledges the HTTP/2 GOAWAY must not keep the daemon alive.
+    // At the signal the server stops accepting and waits for open connections. A client that
+    // never acknowledges the HTTP/2 GOAWAY must not keep the daemon alive, so the wait is bounded.
     let grace = async move {
         let _ = stopping_rx.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -299,7 +299,11 @@ async fn layered_image_mounts_as_overlay() {
 
     // Layer 3 deletes /data/b.txt and makes /opaque opaque, in overlayfs form.
     let whiteout = std::fs::symlink_metadata(layer_dirs[2].join("data/b.txt")).unwrap();
-    assert!(whiteout.file_type().is_char_device() && whiteout.rdev() == 0);
+    assert!(
+        whiteout.file_type().is_char_device(),
+        "whiteout is not a character device"
+    );
+    assert_eq!(whiteout.rdev(), 0, "whiteout device number is not 0/0");
 
     let merged = daemon.dir.path().join("merged");
     std::fs::create_dir(&merged).unwrap();

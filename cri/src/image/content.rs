@@ -1,7 +1,7 @@
 //! Content-addressed blob store: `blobs/sha256/<hex>`, written through `ingest/`.
 //!
-//! A blob is streamed into an ingest file and hashed as it arrives; only when its size and
-//! digest match the descriptor is it renamed into `blobs/`. A blob file that exists is therefore
+//! A blob is streamed into an ingest file and hashed as it arrives. Only when its size and
+//! digest match the descriptor is it renamed into `blobs/`, so a blob file that exists is
 //! always complete and verified.
 
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@ use std::io;
 use super::unpack::UnpackError;
 use crate::store::StoreError;
 
-/// Why an image operation failed. The server maps each variant to a gRPC status code.
+/// Error of an image operation. The server maps each variant to a gRPC status code.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("invalid image reference {reference:?}: {reason}")]
@@ -91,7 +91,7 @@ impl ImageError {
         }
     }
 
-    /// Returns true when the error says the disk is full.
+    /// Returns true for ENOSPC or EDQUOT: the disk or the quota is full.
     pub fn is_disk_full(&self) -> bool {
         let source = match self {
             ImageError::Io { source, .. } => source,

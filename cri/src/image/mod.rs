@@ -55,8 +55,8 @@ pub struct ImageService {
     layers: Mutex<HashMap<String, LayerRecord>>,
     blob_locks: KeyedLocks,
     layer_locks: KeyedLocks,
-    /// Pulls hold it shared; the sweep of unreferenced files takes it exclusively, so it never
-    /// removes what a running pull has fetched but not yet recorded.
+    /// Lock that pulls hold shared and the sweep of unreferenced files takes exclusively. The
+    /// sweep thus never removes what a running pull has fetched but not yet recorded.
     sweep_lock: RwLock<()>,
 }
 

@@ -51,7 +51,7 @@ struct Platform {
     variant: Option<String>,
 }
 
-/// An image manifest or an index, told apart by which fields are present.
+/// An image manifest or an index, distinguished by which fields are present.
 #[derive(Debug, Deserialize)]
 struct ManifestDocument {
     #[serde(rename = "schemaVersion")]
@@ -66,7 +66,7 @@ struct ManifestDocument {
     manifests: Option<Vec<Descriptor>>,
 }
 
-/// Where an image's blobs come from: the endpoint that served its manifest.
+/// Source of an image's blobs: the endpoint that served its manifest.
 struct Source {
     endpoint: Endpoint,
     client: oci_client::Client,
@@ -396,7 +396,7 @@ impl ImageService {
         }
         let started = Instant::now();
         let host = source.endpoint.host.clone();
-        let what = source.fetch_reference.whole();
+        let reference_name = source.fetch_reference.whole();
         let request = source
             .client
             .pull_blob_stream(&source.fetch_reference, digest);
@@ -406,7 +406,7 @@ impl ImageService {
                 digest: digest.to_string(),
                 seconds: self.config.progress_timeout_seconds,
             })?
-            .map_err(|err| map_registry_error(err, &host, &what))?;
+            .map_err(|err| map_registry_error(err, &host, &reference_name))?;
         let stream = sized
             .stream
             .map_err(|err| blob_stream_error(err, digest, &host));

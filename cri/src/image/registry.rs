@@ -437,7 +437,8 @@ fn read_ca(path: &Path) -> Result<Certificate, ImageError> {
     })
 }
 
-/// The host that serves a registry name: Docker Hub's API lives at `index.docker.io`.
+/// Returns the host that serves a registry name, because Docker Hub's API lives at
+/// `index.docker.io`.
 fn registry_host(host: &str) -> &str {
     if host == "docker.io" {
         "index.docker.io"

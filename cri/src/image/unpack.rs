@@ -27,7 +27,7 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// The xattr overlayfs reads to treat a directory as opaque.
 const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
-/// How a layer blob is compressed, from its media type.
+/// Compression of a layer blob, from its media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     None,
@@ -53,7 +53,7 @@ impl Compression {
     }
 }
 
-/// Why a layer could not be unpacked.
+/// Error of a layer unpack.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
     #[error("entry {path:?} escapes the layer directory")]
@@ -81,7 +81,7 @@ pub enum UnpackError {
     Tar(io::Error),
 }
 
-/// What an unpack produced.
+/// Result of a successful unpack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnpackedLayer {
     /// `sha256:` digest of the uncompressed tar stream.

@@ -29,7 +29,7 @@ const FLAG_PRIORITY: u8 = 0x20;
 const MAX_FRAME_SIZE: usize = 16_384;
 /// Largest header block accepted from a client before the connection is dropped.
 const MAX_HEADER_BLOCK: usize = 1 << 20;
-/// What replaces an authority that h2 would reject.
+/// Authority sent in place of one that h2 would reject.
 const FALLBACK_AUTHORITY: &[u8] = b"localhost";
 
 /// Connects `client` to a new in-memory stream, returned for the gRPC server to serve, with
@@ -82,7 +82,7 @@ where
     }
     server.write_all(&preface).await?;
     if preface != PREFACE {
-        // Not HTTP/2 with prior knowledge: let the server answer it as it sees fit.
+        // Not HTTP/2 with prior knowledge: pass it on unchanged for the server to reject.
         tokio::io::copy(client, server).await?;
         return Ok(());
     }

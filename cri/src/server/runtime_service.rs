@@ -1,5 +1,5 @@
-//! `runtime.v1.RuntimeService`. Version, Status and RuntimeConfig are served; every RPC that
-//! needs pod sandboxes or containers answers UNIMPLEMENTED with a message naming it.
+//! `runtime.v1.RuntimeService`. Version, Status and RuntimeConfig are served. Every RPC that
+//! needs pod sandboxes or containers returns UNIMPLEMENTED with a message naming it.
 
 use berth_proto::cri::runtime_service_server::RuntimeService;
 use berth_proto::cri::*;

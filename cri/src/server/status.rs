@@ -8,7 +8,7 @@ use super::CriRuntimeService;
 
 impl CriRuntimeService {
     /// Reports the RuntimeReady and NetworkReady conditions. Both are false in this build,
-    /// because it cannot run pod sandboxes or set up pod networks yet; a kubelet therefore
+    /// because it cannot run pod sandboxes or set up pod networks yet. A kubelet therefore
     /// keeps the node NotReady instead of scheduling pods that would fail.
     pub(super) fn status(&self, request: StatusRequest) -> StatusResponse {
         let conditions = vec![
