@@ -358,9 +358,9 @@ impl Daemon {
         names
     }
 
-    /// Asserts that the image store holds nothing beyond what the listed images need: no ingest
-    /// files, no `layers/.tmp-*` directories, and no blob or layer directory that no listed
-    /// image names. `context` says which step the check follows, for the failure message.
+    /// Asserts that the image store contains nothing beyond what the listed images need: no
+    /// ingest files, no `layers/.tmp-*` directories, and no blob or layer directory that no
+    /// listed image names. `context` names the step before the check, for the failure message.
     pub async fn assert_no_leftovers(&self, context: &str) {
         let ingest = self.entries("ingest");
         assert!(
@@ -424,7 +424,8 @@ impl Daemon {
     }
 }
 
-/// Polls `condition` every 50 ms until it holds or `timeout` passes, and returns whether it held.
+/// Polls `condition` every 50 ms until it returns true or `timeout` passes, and returns its last
+/// result.
 pub async fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

@@ -107,10 +107,15 @@ impl ImageService {
     ) -> Result<ImageRecord, ImageError> {
         let parsed = reference::parse(image)?;
         let started = Instant::now();
+        let mut cancel_guard = PullCancelGuard {
+            service: Some(self.clone()),
+            image: parsed.whole(),
+        };
         let result = {
             let _shared = self.sweep_lock.read().await;
             self.pull_locked(&parsed, credentials).await
         };
+        cancel_guard.service = None;
         match &result {
             Ok(record) => tracing::info!(
                 image = %parsed.whole(),
@@ -505,15 +510,18 @@ impl ImageService {
             UNPACK_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir(&scratch).map_err(|err| ImageError::io("create", &scratch, err))?;
-        let scratch_guard = RemoveDirOnDrop(Some(scratch.clone()));
+        let scratch_guard = Arc::new(ScratchDir {
+            path: scratch.clone(),
+            keep: AtomicBool::new(false),
+        });
 
         let blob = self.content.path(&job.digest)?;
         let max_bytes = self.config.max_layer_bytes;
         let started = Instant::now();
         let unpacked = {
-            let dest = scratch.clone();
+            let holder = scratch_guard.clone();
             tokio::task::spawn_blocking(move || {
-                unpack_layer(&blob, job.compression, &dest, max_bytes, &cancel)
+                unpack_layer(&blob, job.compression, &holder.path, max_bytes, &cancel)
             })
             .await
             .map_err(|err| ImageError::Io {
@@ -540,7 +548,7 @@ impl ImageService {
                 .map_err(|err| ImageError::io("replace", &target, err))?;
         }
         std::fs::rename(&scratch, &target).map_err(|err| ImageError::io("rename", &target, err))?;
-        scratch_guard.disarm();
+        scratch_guard.keep.store(true, Ordering::Relaxed);
 
         let record = LayerRecord {
             diff_id: job.diff_id.clone(),
@@ -569,19 +577,37 @@ struct LayerJob {
     diff_id: String,
 }
 
-/// Removes a scratch directory unless disarmed, on error paths and on cancellation.
-struct RemoveDirOnDrop(Option<PathBuf>);
+/// A scratch directory for one unpack, removed when its last holder drops it unless kept.
+/// The pull and the blocking unpack each hold it, so a cancelled pull removes the directory
+/// only after the unpack has stopped writing into it.
+struct ScratchDir {
+    path: PathBuf,
+    keep: AtomicBool,
+}
 
-impl RemoveDirOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !self.keep.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
-impl Drop for RemoveDirOnDrop {
+/// Logs a pull whose RPC was cancelled and sweeps what it fetched, when dropped armed.
+struct PullCancelGuard {
+    service: Option<Arc<ImageService>>,
+    image: String,
+}
+
+impl Drop for PullCancelGuard {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_dir_all(path);
+        let Some(service) = self.service.take() else {
+            return;
+        };
+        tracing::warn!(image = %self.image, "pull cancelled by the client");
+        // The sweep waits for the cancelled pull's lock to be released, so it runs as a task.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { service.try_sweep().await });
         }
     }
 }
