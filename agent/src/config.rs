@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_cri::config::{ImageConfig, RegistryHosts};
+use berth_cri::config::{ImageConfig, RegistryHosts, RuntimeConfig};
+use berth_cri::network::NetworkConfig;
 use serde::Deserialize;
 
 /// Default path of the config file; a missing file at this path means all defaults.
@@ -21,6 +22,8 @@ pub struct AgentConfig {
     /// Log filter in `tracing` syntax, such as `info` or `berth_cri=debug`.
     pub log_level: String,
     pub image: ImageConfig,
+    pub runtime: RuntimeConfig,
+    pub network: NetworkConfig,
     /// Per-registry settings keyed by host, as `[registries."docker.io"]` tables.
     pub registries: RegistryHosts,
 }
@@ -33,6 +36,8 @@ impl Default for AgentConfig {
             socket: None,
             log_level: "info".to_string(),
             image: ImageConfig::default(),
+            runtime: RuntimeConfig::default(),
+            network: NetworkConfig::default(),
             registries: RegistryHosts::new(),
         }
     }
@@ -76,6 +81,11 @@ impl AgentConfig {
             source,
         })?;
         config.image.validate().map_err(ConfigError::Invalid)?;
+        config.runtime.validate().map_err(ConfigError::Invalid)?;
+        config
+            .network
+            .validate()
+            .map_err(|reason| ConfigError::Invalid(format!("network: {reason}")))?;
         Ok(config)
     }
 

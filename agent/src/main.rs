@@ -1,5 +1,6 @@
 //! `berth`: a Kubernetes node agent that serves the CRI v1 API.
 
+mod check;
 mod config;
 mod serve;
 
@@ -23,6 +24,31 @@ struct Cli {
 enum Command {
     /// Serve the CRI RuntimeService and ImageService on a unix socket.
     Serve(ServeArgs),
+    /// Check whether this host can run Berth, and name what to install or change.
+    Check(check::CheckArgs),
+    /// Run one container and write its logs (started by `berth serve`, one per container).
+    #[command(hide = true)]
+    Monitor(MonitorArgs),
+    /// Be PID 1 of a pod's shared PID namespace (started by `berth serve`).
+    #[command(hide = true)]
+    Infra,
+}
+
+/// Flags of the internal `berth monitor` mode.
+#[derive(clap::Args)]
+pub struct MonitorArgs {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    bundle: PathBuf,
+    #[arg(long)]
+    runtime: PathBuf,
+    #[arg(long)]
+    runtime_root: PathBuf,
+    #[arg(long)]
+    log_path: PathBuf,
+    #[arg(long)]
+    tty: bool,
 }
 
 /// Flags of `berth serve`; each overrides the config file's field of the same name.
@@ -49,5 +75,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Monitor(args) => {
+            let options = berth_cri::runtime::monitor::MonitorOptions {
+                id: args.id,
+                bundle: args.bundle,
+                runtime: args.runtime,
+                runtime_root: args.runtime_root,
+                log_path: args.log_path,
+                tty: args.tty,
+            };
+            exit_code(berth_cri::runtime::monitor::run(options))
+        }
+        Command::Infra => exit_code(berth_cri::runtime::infra::run()),
     }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

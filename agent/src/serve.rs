@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_cri::image::ImageService;
+use berth_cri::runtime::RuntimeService;
 use berth_cri::server::{Cri, CriImageService, CriRuntimeService, bind_socket, serve};
 use berth_cri::store::Store;
 use tokio::signal::unix::{SignalKind, signal};
@@ -85,11 +86,19 @@ async fn serve_until_signal(config: AgentConfig) -> Result<(), Box<dyn std::erro
     let store = Arc::new(Store::open(&config.root.join("meta.db"))?);
     let images = ImageService::open(
         &config.root,
-        store,
+        store.clone(),
         config.image.clone(),
         config.registries.clone(),
     )?;
-    let cri = Arc::new(Cri { images });
+    let runtime = RuntimeService::open(
+        &config.state_dir,
+        config.runtime.clone(),
+        config.network.clone(),
+        store,
+        images.clone(),
+    )
+    .await?;
+    let cri = Arc::new(Cri { images, runtime });
 
     let socket = config.socket_path();
     let listener = bind_socket(&socket)

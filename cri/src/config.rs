@@ -85,3 +85,56 @@ pub struct RegistryHost {
 
 /// Per-host registry settings.
 pub type RegistryHosts = BTreeMap<String, RegistryHost>;
+
+/// Settings of the runtime service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Runtime handler used when a pod names none.
+    pub default_runtime: String,
+    /// OCI runtime binaries by runtime handler name, such as `runc = "/usr/sbin/runc"`.
+    /// Handlers named here replace the detected ones; `runc` and `crun` are detected in PATH.
+    pub runtimes: BTreeMap<String, PathBuf>,
+    /// cgroups path under which pods go when the request names no cgroup parent.
+    pub cgroup_parent: String,
+    /// Size of each pod's `/dev/shm`, in bytes.
+    pub shm_size_bytes: u64,
+    /// Largest stdout and stderr, each, that ExecSync returns, in bytes; the rest is dropped.
+    pub exec_sync_max_output_bytes: usize,
+    /// Seconds a container may take to start before StartContainer fails.
+    pub start_timeout_seconds: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            default_runtime: "runc".to_string(),
+            runtimes: BTreeMap::new(),
+            cgroup_parent: "/berth".to_string(),
+            shm_size_bytes: 64 << 20,
+            exec_sync_max_output_bytes: 16 << 20,
+            start_timeout_seconds: 60,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Checks the values that have no sensible meaning, naming the field and a valid example.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.cgroup_parent.starts_with('/') {
+            return Err(format!(
+                "runtime.cgroup_parent {:?} must be an absolute cgroups path, for example \"/berth\"",
+                self.cgroup_parent
+            ));
+        }
+        if self.shm_size_bytes < 4096 {
+            return Err(
+                "runtime.shm_size_bytes must be at least 4096, for example 67108864".into(),
+            );
+        }
+        if self.start_timeout_seconds == 0 {
+            return Err("runtime.start_timeout_seconds must be positive, for example 60".into());
+        }
+        Ok(())
+    }
+}

@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod image;
+pub mod network;
+pub mod runtime;
 pub mod server;
 pub mod store;
 

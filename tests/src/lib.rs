@@ -6,6 +6,7 @@
 //! a message saying how to run it, so the suite never passes without a registry.
 
 pub mod net;
+pub mod pods;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,10 @@
 //! errors to gRPC status codes.
 
 mod authority;
+mod container_events;
+mod container_exec_sync;
+mod container_lifecycle;
+mod container_status;
 mod errors;
 mod image_fs_info;
 mod image_list;
@@ -12,6 +16,8 @@ mod image_status;
 mod listen;
 mod runtime_config;
 mod runtime_service;
+mod sandbox_run;
+mod sandbox_status;
 mod status;
 mod version;
 
@@ -21,6 +27,7 @@ use std::sync::Arc;
 use futures::Stream;
 
 use crate::image::ImageService;
+use crate::runtime::RuntimeService;
 pub use authority::repair_authority;
 pub use listen::{bind_socket, serve};
 
@@ -35,6 +42,7 @@ pub const CRI_API_VERSION: &str = "v1";
 /// State shared by both CRI services.
 pub struct Cri {
     pub images: Arc<ImageService>,
+    pub runtime: Arc<RuntimeService>,
 }
 
 /// The `runtime.v1.ImageService` implementation.
@@ -44,3 +52,9 @@ pub struct CriImageService(pub Arc<Cri>);
 /// The `runtime.v1.RuntimeService` implementation.
 #[derive(Clone)]
 pub struct CriRuntimeService(pub Arc<Cri>);
+
+impl CriRuntimeService {
+    fn runtime(&self) -> Result<&Arc<RuntimeService>, tonic::Status> {
+        Ok(&self.0.runtime)
+    }
+}

@@ -1,5 +1,6 @@
-//! `runtime.v1.RuntimeService`. Version, Status and RuntimeConfig are served. Every RPC that
-//! needs pod sandboxes or containers returns UNIMPLEMENTED with a message naming it.
+//! `runtime.v1.RuntimeService`: each RPC delegates to the file named after it. RPCs of
+//! features not built yet (stats, resource updates, streaming, checkpoints) return
+//! UNIMPLEMENTED with a message naming the RPC.
 
 use berth_proto::cri::runtime_service_server::RuntimeService;
 use berth_proto::cri::*;
@@ -10,7 +11,7 @@ use super::{CriRuntimeService, ResponseStream};
 /// Returns the UNIMPLEMENTED status for an RPC that Berth does not serve yet.
 fn unimplemented(rpc: &str) -> Status {
     Status::unimplemented(format!(
-        "RuntimeService/{rpc} is not implemented by berth yet: this build serves the image service only"
+        "RuntimeService/{rpc} is not implemented by berth yet"
     ))
 }
 
@@ -18,9 +19,9 @@ fn unimplemented(rpc: &str) -> Status {
 impl RuntimeService for CriRuntimeService {
     type StreamPodSandboxesStream = ResponseStream<StreamPodSandboxesResponse>;
     type StreamContainersStream = ResponseStream<StreamContainersResponse>;
+    type GetContainerEventsStream = ResponseStream<ContainerEventResponse>;
     type StreamContainerStatsStream = ResponseStream<StreamContainerStatsResponse>;
     type StreamPodSandboxStatsStream = ResponseStream<StreamPodSandboxStatsResponse>;
-    type GetContainerEventsStream = ResponseStream<ContainerEventResponse>;
     type StreamPodSandboxMetricsStream = ResponseStream<StreamPodSandboxMetricsResponse>;
 
     async fn version(
@@ -46,79 +47,146 @@ impl RuntimeService for CriRuntimeService {
 
     async fn run_pod_sandbox(
         &self,
-        _request: Request<RunPodSandboxRequest>,
+        request: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
-        Err(unimplemented("RunPodSandbox"))
+        self.run_pod_sandbox(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _request: Request<StopPodSandboxRequest>,
+        request: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
-        Err(unimplemented("StopPodSandbox"))
+        self.stop_pod_sandbox(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _request: Request<RemovePodSandboxRequest>,
+        request: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
-        Err(unimplemented("RemovePodSandbox"))
+        self.remove_pod_sandbox(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn pod_sandbox_status(
         &self,
-        _request: Request<PodSandboxStatusRequest>,
+        request: Request<PodSandboxStatusRequest>,
     ) -> Result<Response<PodSandboxStatusResponse>, Status> {
-        Err(unimplemented("PodSandboxStatus"))
+        self.pod_sandbox_status(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_pod_sandbox(
         &self,
-        _request: Request<ListPodSandboxRequest>,
+        request: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
-        Err(unimplemented("ListPodSandbox"))
+        self.list_pod_sandbox(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn create_container(
         &self,
-        _request: Request<CreateContainerRequest>,
+        request: Request<CreateContainerRequest>,
     ) -> Result<Response<CreateContainerResponse>, Status> {
-        Err(unimplemented("CreateContainer"))
+        self.create_container(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn start_container(
         &self,
-        _request: Request<StartContainerRequest>,
+        request: Request<StartContainerRequest>,
     ) -> Result<Response<StartContainerResponse>, Status> {
-        Err(unimplemented("StartContainer"))
+        self.start_container(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn stop_container(
         &self,
-        _request: Request<StopContainerRequest>,
+        request: Request<StopContainerRequest>,
     ) -> Result<Response<StopContainerResponse>, Status> {
-        Err(unimplemented("StopContainer"))
+        self.stop_container(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn remove_container(
         &self,
-        _request: Request<RemoveContainerRequest>,
+        request: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
-        Err(unimplemented("RemoveContainer"))
+        self.remove_container(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_containers(
         &self,
-        _request: Request<ListContainersRequest>,
+        request: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
-        Err(unimplemented("ListContainers"))
+        self.list_containers(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn container_status(
         &self,
-        _request: Request<ContainerStatusRequest>,
+        request: Request<ContainerStatusRequest>,
     ) -> Result<Response<ContainerStatusResponse>, Status> {
-        Err(unimplemented("ContainerStatus"))
+        self.container_status(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn reopen_container_log(
+        &self,
+        request: Request<ReopenContainerLogRequest>,
+    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+        self.reopen_container_log(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn exec_sync(
+        &self,
+        request: Request<ExecSyncRequest>,
+    ) -> Result<Response<ExecSyncResponse>, Status> {
+        self.exec_sync(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn stream_pod_sandboxes(
+        &self,
+        request: Request<StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        self.stream_pod_sandboxes(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn stream_containers(
+        &self,
+        request: Request<StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        self.stream_containers(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_container_events(
+        &self,
+        request: Request<GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        self.get_container_events(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn update_container_resources(
@@ -126,20 +194,6 @@ impl RuntimeService for CriRuntimeService {
         _request: Request<UpdateContainerResourcesRequest>,
     ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
         Err(unimplemented("UpdateContainerResources"))
-    }
-
-    async fn reopen_container_log(
-        &self,
-        _request: Request<ReopenContainerLogRequest>,
-    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
-        Err(unimplemented("ReopenContainerLog"))
-    }
-
-    async fn exec_sync(
-        &self,
-        _request: Request<ExecSyncRequest>,
-    ) -> Result<Response<ExecSyncResponse>, Status> {
-        Err(unimplemented("ExecSync"))
     }
 
     async fn exec(&self, _request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
@@ -223,20 +277,6 @@ impl RuntimeService for CriRuntimeService {
         Err(unimplemented("UpdatePodSandboxResources"))
     }
 
-    async fn stream_pod_sandboxes(
-        &self,
-        _request: Request<StreamPodSandboxesRequest>,
-    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-        Err(unimplemented("StreamPodSandboxes"))
-    }
-
-    async fn stream_containers(
-        &self,
-        _request: Request<StreamContainersRequest>,
-    ) -> Result<Response<Self::StreamContainersStream>, Status> {
-        Err(unimplemented("StreamContainers"))
-    }
-
     async fn stream_container_stats(
         &self,
         _request: Request<StreamContainerStatsRequest>,
@@ -249,13 +289,6 @@ impl RuntimeService for CriRuntimeService {
         _request: Request<StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
         Err(unimplemented("StreamPodSandboxStats"))
-    }
-
-    async fn get_container_events(
-        &self,
-        _request: Request<GetEventsRequest>,
-    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(unimplemented("GetContainerEvents"))
     }
 
     async fn stream_pod_sandbox_metrics(

@@ -11,12 +11,16 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-pub use records::{ImageRecord, LayerRecord, LayerRef};
+pub use records::{ContainerRecord, ImageRecord, LayerRecord, LayerRef, SandboxRecord};
 
 /// Image records keyed by image ID (the config digest).
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 /// Unpacked layer records keyed by diff ID.
 const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("layers");
+/// Pod sandbox records keyed by sandbox ID.
+const SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("sandboxes");
+/// Container records keyed by container ID.
+const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,8 @@ impl Store {
         let txn = db.begin_write()?;
         txn.open_table(IMAGES)?;
         txn.open_table(LAYERS)?;
+        txn.open_table(SANDBOXES)?;
+        txn.open_table(CONTAINERS)?;
         txn.commit()?;
         Ok(Self { db })
     }
@@ -171,6 +177,77 @@ impl Store {
                 table.remove(diff_id.as_str())?;
             }
         }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Returns every sandbox record.
+    pub fn sandboxes(&self) -> Result<Vec<SandboxRecord>, StoreError> {
+        self.all(SANDBOXES, "sandboxes")
+    }
+
+    /// Inserts or replaces a sandbox record.
+    pub fn put_sandbox(&self, sandbox: &SandboxRecord) -> Result<(), StoreError> {
+        self.put(SANDBOXES, &sandbox.id, sandbox)
+    }
+
+    /// Deletes a sandbox record. Deleting an unknown ID is not an error.
+    pub fn delete_sandbox(&self, id: &str) -> Result<(), StoreError> {
+        self.delete(SANDBOXES, id)
+    }
+
+    /// Returns every container record.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
+        self.all(CONTAINERS, "containers")
+    }
+
+    /// Inserts or replaces a container record.
+    pub fn put_container(&self, container: &ContainerRecord) -> Result<(), StoreError> {
+        self.put(CONTAINERS, &container.id, container)
+    }
+
+    /// Deletes a container record. Deleting an unknown ID is not an error.
+    pub fn delete_container(&self, id: &str) -> Result<(), StoreError> {
+        self.delete(CONTAINERS, id)
+    }
+
+    fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        definition: TableDefinition<&str, &[u8]>,
+        name: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(definition)?;
+        let mut records = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            records.push(decode(name, key.value(), value.value())?);
+        }
+        Ok(records)
+    }
+
+    fn put<T: serde::Serialize>(
+        &self,
+        definition: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(definition)?
+            .insert(key, encode(value).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn delete(
+        &self,
+        definition: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(definition)?.remove(key)?;
         txn.commit()?;
         Ok(())
     }

@@ -78,3 +78,76 @@ pub struct LayerRecord {
     /// Files, directories, links and nodes created by the unpack.
     pub inodes: u64,
 }
+
+/// A pod sandbox. The CRI config is kept as protobuf bytes, so every field the kubelet sent
+/// survives a restart without a parallel schema here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    /// `PodSandboxConfig` encoded as protobuf.
+    #[serde(with = "base64_bytes")]
+    pub config: Vec<u8>,
+    pub runtime_handler: String,
+    pub ready: bool,
+    pub created_at_ns: i64,
+    /// Pod IPs from CNI, IPv4 first; empty for host-network pods.
+    pub ips: Vec<String>,
+    /// Directory of pinned namespaces and the pod's hostname, hosts, resolv.conf and shm.
+    pub dir: String,
+    /// PID of the infra process when the pod shares one PID namespace.
+    pub infra_pid: Option<i32>,
+    /// cgroups path of the pod, parent of its containers' cgroups.
+    pub cgroup_parent: String,
+}
+
+/// A container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub sandbox_id: String,
+    /// `ContainerConfig` encoded as protobuf.
+    #[serde(with = "base64_bytes")]
+    pub config: Vec<u8>,
+    /// Image ID (config digest).
+    pub image_id: String,
+    /// The image reference the request named.
+    pub image_ref: String,
+    /// Absolute log path: the sandbox's log directory joined with the container's log path.
+    pub log_path: String,
+    pub created_at_ns: i64,
+    pub started_at_ns: i64,
+    pub finished_at_ns: i64,
+    pub exit_code: i32,
+    /// Reason of the exit: `Completed`, `Error`, `OOMKilled`; empty while running.
+    pub reason: String,
+    pub message: String,
+    /// PID of the container's init process, while known.
+    pub pid: Option<i32>,
+    /// PID of the container's monitor process, while it runs.
+    pub monitor_pid: Option<i32>,
+    pub cgroups_path: String,
+    pub runtime_handler: String,
+    /// The user the container's process runs as, resolved at creation.
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default)]
+    pub supplemental_groups: Vec<u32>,
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}

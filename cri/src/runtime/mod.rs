@@ -1,0 +1,256 @@
+//! The runtime service: pod sandboxes and containers, run through an OCI runtime.
+//!
+//! On disk, under the state directory:
+//!
+//! ```text
+//! sandboxes/<id>/ns/{net,ipc,uts}   pinned namespaces (bind mounts of nsfs files)
+//! sandboxes/<id>/shm                the pod's /dev/shm (tmpfs)
+//! sandboxes/<id>/{hostname,hosts,resolv.conf}
+//! containers/<id>/config.json       OCI bundle, with rootfs/ (the overlay mount)
+//! containers/<id>/exit.json         the exit, written by the container's monitor
+//! runc/                             the OCI runtime's own state
+//! ```
+//!
+//! Writable layers live under the image root in `containers/<id>/{upper,work}`.
+
+pub mod container;
+mod error;
+mod exec;
+pub mod infra;
+pub mod logs;
+pub mod monitor;
+mod mounts;
+pub mod oci;
+pub mod sandbox;
+pub mod spec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use berth_proto::cri::ContainerEventResponse;
+use tokio::sync::broadcast;
+
+use crate::config::RuntimeConfig;
+use crate::image::ImageService;
+use crate::image::locks::KeyedLocks;
+use crate::network::{Cni, NetworkConfig};
+use crate::store::Store;
+pub use container::ContainerState;
+pub use error::RuntimeError;
+pub use exec::ExecOutput;
+use oci::OciRuntime;
+
+/// Events buffered for slow GetContainerEvents subscribers before they miss some.
+const EVENT_BUFFER: usize = 1024;
+
+/// The runtime service over one state directory.
+pub struct RuntimeService {
+    state_dir: PathBuf,
+    /// Where writable container layers go: the image root's `containers/`.
+    layers_dir: PathBuf,
+    config: RuntimeConfig,
+    store: Arc<Store>,
+    images: Arc<ImageService>,
+    cni: Cni,
+    runtimes: BTreeMap<String, OciRuntime>,
+    /// The `berth` binary, re-executed as the monitor and infra processes.
+    berth_binary: PathBuf,
+    /// Per-ID locks that serialize operations on one sandbox or container.
+    locks: KeyedLocks,
+    /// Reserved sandbox and container names, mapped to the ID that holds each.
+    names: Mutex<HashMap<String, String>>,
+    events: broadcast::Sender<ContainerEventResponse>,
+    /// The daemon's own oom_score_adj: containers may not ask for less, because this process
+    /// may lack CAP_SYS_RESOURCE to lower it.
+    min_oom_score_adj: i32,
+}
+
+impl RuntimeService {
+    /// Opens the runtime state, detects the OCI runtimes and adopts the sandboxes and
+    /// containers of an earlier run, whose monitors kept running while the daemon was away.
+    pub async fn open(
+        state_dir: &Path,
+        config: RuntimeConfig,
+        network: NetworkConfig,
+        store: Arc<Store>,
+        images: Arc<ImageService>,
+    ) -> Result<Arc<Self>, RuntimeError> {
+        for dir in ["sandboxes", "containers", "runc"] {
+            let path = state_dir.join(dir);
+            std::fs::create_dir_all(&path).map_err(|err| RuntimeError::io("create", &path, err))?;
+        }
+        let layers_dir = images.root().join("containers");
+        let runtimes = detect_runtimes(&config, state_dir);
+        if !runtimes.contains_key(&config.default_runtime) {
+            tracing::warn!(
+                handler = %config.default_runtime,
+                "default OCI runtime not found: install the Debian package runc, or set runtime.runtimes"
+            );
+        }
+        let cni = Cni::new(network, state_dir)?;
+        let berth_binary = std::env::current_exe()
+            .map_err(|err| RuntimeError::io("find", Path::new("/proc/self/exe"), err))?;
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let service = Arc::new(Self {
+            state_dir: state_dir.to_path_buf(),
+            layers_dir,
+            config,
+            store,
+            images,
+            cni,
+            runtimes,
+            berth_binary,
+            locks: KeyedLocks::default(),
+            names: Mutex::new(HashMap::new()),
+            events,
+            min_oom_score_adj: own_oom_score_adj(),
+        });
+        service.adopt()?;
+        service.clone().spawn_exit_poller();
+        Ok(service)
+    }
+
+    /// Returns the configured and detected runtime handlers, by name.
+    pub fn handlers(&self) -> Vec<String> {
+        self.runtimes.keys().cloned().collect()
+    }
+
+    /// Returns true when the default runtime handler has an OCI runtime binary.
+    pub fn default_handler_ready(&self) -> bool {
+        self.runtimes.contains_key(&self.config.default_runtime)
+    }
+
+    /// Returns whether the pod network can be set up, with a reason when it cannot.
+    pub fn network_status(&self) -> Result<(), String> {
+        let status = self.cni.status();
+        if status.ready {
+            Ok(())
+        } else {
+            Err(status.message)
+        }
+    }
+
+    /// Subscribes to container lifecycle events.
+    pub fn subscribe(&self) -> broadcast::Receiver<ContainerEventResponse> {
+        self.events.subscribe()
+    }
+
+    fn runtime(&self, handler: &str) -> Result<&OciRuntime, RuntimeError> {
+        let handler = if handler.is_empty() {
+            self.config.default_runtime.as_str()
+        } else {
+            handler
+        };
+        self.runtimes
+            .get(handler)
+            .ok_or_else(|| RuntimeError::UnknownHandler {
+                handler: handler.to_string(),
+                known: self.runtimes.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// Reserves a unique name for `id`, as the kubelet relies on to detect duplicates.
+    fn reserve_name(&self, kind: &'static str, name: &str, id: &str) -> Result<(), RuntimeError> {
+        let mut names = self.names.lock().expect("name map poisoned");
+        if let Some(owner) = names.get(name)
+            && owner != id
+        {
+            return Err(RuntimeError::NameTaken {
+                kind,
+                name: name.to_string(),
+                owner: owner.clone(),
+            });
+        }
+        names.insert(name.to_string(), id.to_string());
+        Ok(())
+    }
+
+    fn release_name(&self, name: &str) {
+        self.names.lock().expect("name map poisoned").remove(name);
+    }
+
+    /// Reserves the names of recorded sandboxes and containers, and records the exits that
+    /// happened while the daemon was not running.
+    fn adopt(&self) -> Result<(), RuntimeError> {
+        let sandboxes = self.store.sandboxes()?;
+        for sandbox in &sandboxes {
+            if let Ok(name) = sandbox::reserved_name(sandbox) {
+                self.reserve_name("sandbox", &name, &sandbox.id)?;
+            }
+        }
+        let containers = self.store.containers()?;
+        for record in &containers {
+            if let Ok(name) = container::reserved_name(record, &sandboxes) {
+                self.reserve_name("container", &name, &record.id)?;
+            }
+            self.refresh_exit(record)?;
+        }
+        if !sandboxes.is_empty() || !containers.is_empty() {
+            tracing::info!(
+                sandboxes = sandboxes.len(),
+                containers = containers.len(),
+                "adopted sandboxes and containers of the previous run"
+            );
+        }
+        Ok(())
+    }
+
+    fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join("sandboxes").join(id)
+    }
+
+    fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join("containers").join(id)
+    }
+}
+
+/// Builds the runtime handler table: configured binaries, else runc and crun found in PATH.
+fn detect_runtimes(config: &RuntimeConfig, state_dir: &Path) -> BTreeMap<String, OciRuntime> {
+    let mut runtimes = BTreeMap::new();
+    for name in ["runc", "crun"] {
+        if let Some(binary) = oci::find_binary(name) {
+            runtimes.insert(name.to_string(), binary);
+        }
+    }
+    for (name, binary) in &config.runtimes {
+        runtimes.insert(name.clone(), binary.clone());
+    }
+    runtimes
+        .into_iter()
+        .map(|(name, binary)| {
+            let runtime = OciRuntime {
+                state_root: state_dir.join("runc").join(&name),
+                name: name.clone(),
+                binary,
+            };
+            (name, runtime)
+        })
+        .collect()
+}
+
+/// Returns this process's oom_score_adj, or 0 when unreadable.
+fn own_oom_score_adj() -> i32 {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Returns a new random 64-hex-digit ID, the form containerd and CRI-O use.
+fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Finds the one ID in `ids` that equals `prefix` or starts with it, as crictl allows.
+fn resolve_id<'a>(prefix: &str, ids: impl Iterator<Item = &'a str>) -> Option<String> {
+    if prefix.is_empty() {
+        return None;
+    }
+    let mut matches = ids.filter(|id| id.starts_with(prefix));
+    match (matches.next(), matches.next()) {
+        (Some(id), None) => Some(id.to_string()),
+        _ => None,
+    }
+}

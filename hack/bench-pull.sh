@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Benchmark cold image pulls: Berth against containerd's CRI plugin, same
+# registry, same image, same CRI client.
+#
+# Usage: sudo hack/bench-pull.sh [RUNS]
+#
+# Starts a local registry (hack/start-registry.sh), pushes the test images with
+# berth-test/big (about 100 MB in 6 layers), builds `berth` and `cri-bench` in
+# release mode, then runs RUNS rounds (default 5). In each round, each runtime
+# in turn, in alternating order:
+#   1. starts with a fresh, empty root and state directory, so the pull
+#      downloads and unpacks every layer;
+#   2. waits until its CRI Version RPC answers, then reads its idle VmRSS;
+#   3. pulls REGISTRY/berth-test/big:latest with `cri-bench pull`, which times
+#      the PullImage RPC alone, and reads VmRSS again;
+#   4. stops (SIGTERM, then SIGKILL after 15 s) and its directories are
+#      unmounted and removed.
+# Prints a table with every pull's time, the medians, the ratio of Berth's
+# median to containerd's, and both daemons' memory.
+#
+# Berth runs with its default settings (3 concurrent layer downloads) and
+# containerd with the CRI plugin's defaults (also 3) and the overlayfs
+# snapshotter. containerd is Debian's /usr/bin/containerd with a config
+# written here; it never touches /var/lib/containerd or /run/containerd, and
+# it runs alongside a system containerd, if any, without conflict.
+#
+# Needs root, because both runtimes unpack layers with their owners and
+# containerd mounts overlayfs. Set CARGO_TARGET_DIR to reuse a build
+# directory. Everything lives in a temporary directory under /tmp, which is
+# removed on exit, also after a failure or Ctrl-C.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+readonly ready_timeout_seconds=60
+readonly stop_timeout_seconds=15
+
+die() {
+	echo "bench-pull.sh: $*" >&2
+	exit 1
+}
+
+runs=${1:-5}
+if ! [[ ${runs} =~ ^[1-9][0-9]*$ ]]; then
+	echo "usage: $0 [RUNS]   (RUNS: a positive number of rounds, default 5)" >&2
+	exit 2
+fi
+if [[ ${EUID} -ne 0 ]]; then
+	die "run as root: the runtimes unpack layers with their owners and containerd mounts overlayfs"
+fi
+for tool in containerd cargo curl jq python3; do
+	command -v "${tool}" >/dev/null || die "${tool} not found; run hack/install-deps.sh"
+done
+
+workdir=$(mktemp -d /tmp/berth-bench.XXXXXX)
+daemon_pid=
+
+# Unmount everything mounted under DIR, deepest first. containerd's overlayfs
+# snapshotter mounts layers while it unpacks them, and a killed containerd can
+# leave such a mount behind. Paths under ${workdir} contain no spaces, so the
+# mount point field of /proc/self/mountinfo needs no unescaping.
+unmount_under() {
+	local dir=$1 mount_point
+	awk -v dir="${dir}/" 'index($5, dir) == 1 { print $5 }' /proc/self/mountinfo |
+		sort -r |
+		while read -r mount_point; do
+			umount "${mount_point}" || umount --lazy "${mount_point}" ||
+				echo "bench-pull.sh: cannot unmount ${mount_point}" >&2
+		done
+}
+
+# Succeed while PID is alive. A child that exited stays a zombie until `wait`
+# reaps it, and `kill -0` succeeds on a zombie, so the state field decides.
+is_running() {
+	local pid=$1 stat
+	stat=$(cat "/proc/${pid}/stat" 2>/dev/null) || return 1
+	# The state follows the command name, which is in parentheses.
+	[[ ${stat##*) } != Z* ]]
+}
+
+stop_daemon() {
+	[[ -n ${daemon_pid} ]] || return 0
+	local pid=${daemon_pid}
+	daemon_pid=
+	kill -TERM "${pid}" 2>/dev/null || true
+	for ((i = 0; i < stop_timeout_seconds * 10; i++)); do
+		is_running "${pid}" || break
+		sleep 0.1
+	done
+	if is_running "${pid}"; then
+		echo "bench-pull.sh: PID ${pid} did not exit ${stop_timeout_seconds} s after SIGTERM; sending SIGKILL" >&2
+		kill -KILL "${pid}" 2>/dev/null || true
+	fi
+	wait "${pid}" 2>/dev/null || true
+}
+
+cleanup() {
+	stop_daemon
+	unmount_under "${workdir}"
+	if [[ -d ${workdir}/registry ]]; then
+		hack/stop-registry.sh "${workdir}/registry" >/dev/null || true
+	fi
+	rm -rf "${workdir}"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+hack/start-registry.sh "${workdir}/registry" >&2
+set -a
+# shellcheck source=/dev/null
+. "${workdir}/registry/registry.env"
+set +a
+registry=${BERTH_TEST_REGISTRY}
+image="${registry}/berth-test/big:latest"
+hack/build-test-images.sh --with-big "${registry}" >/dev/null
+
+cargo build --release -p berth-agent -p berth-tests --bins
+target_dir=$(cargo metadata --no-deps --format-version 1 | jq -r .target_directory)
+berth_bin="${target_dir}/release/berth"
+cri_bench="${target_dir}/release/cri-bench"
+
+# Print the image's layer count and sizes, so the results say what was pulled.
+manifest=$(curl --silent --fail \
+	--header "Accept: application/vnd.oci.image.manifest.v1+json" \
+	"http://${registry}/v2/berth-test/big/manifests/latest")
+layer_sizes=$(jq -r '[.layers[].size] | map(tostring) | join(" ")' <<<"${manifest}")
+layer_total=$(jq '[.layers[].size] | add' <<<"${manifest}")
+
+# Write DIR/berth.toml and start `berth serve` on DIR.
+start_berth() {
+	local dir=$1
+	cat >"${dir}/berth.toml" <<-EOF
+		[registries."${registry}"]
+		plain_http = true
+	EOF
+	"${berth_bin}" serve --config "${dir}/berth.toml" --root "${dir}/root" \
+		--state-dir "${dir}/state" --socket "${dir}/cri.sock" \
+		</dev/null >"${dir}/daemon.log" 2>&1 &
+	daemon_pid=$!
+}
+
+# Write DIR/containerd.toml and start containerd on DIR. The disabled
+# snapshotters cannot work on this kind of host (no aufs module, no btrfs or
+# zfs root, no devmapper pool) and only add errors to the log.
+start_containerd() {
+	local dir=$1
+	cat >"${dir}/containerd.toml" <<-EOF
+		version = 2
+		root = "${dir}/root"
+		state = "${dir}/state"
+		disabled_plugins = [
+		  "io.containerd.snapshotter.v1.aufs",
+		  "io.containerd.snapshotter.v1.btrfs",
+		  "io.containerd.snapshotter.v1.devmapper",
+		  "io.containerd.snapshotter.v1.zfs",
+		]
+
+		[grpc]
+		  address = "${dir}/cri.sock"
+
+		[plugins."io.containerd.internal.v1.opt"]
+		  path = "${dir}/opt"
+
+		[plugins."io.containerd.grpc.v1.cri"]
+		  # Without CAP_SYS_RESOURCE, containerd cannot raise its own OOM score adjustment.
+		  restrict_oom_score_adj = true
+		  disable_apparmor = true
+
+		  [plugins."io.containerd.grpc.v1.cri".containerd]
+		    snapshotter = "overlayfs"
+
+		  [plugins."io.containerd.grpc.v1.cri".cni]
+		    bin_dir = "${dir}/cni/bin"
+		    conf_dir = "${dir}/cni/conf"
+
+		  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."${registry}"]
+		    endpoint = ["http://${registry}"]
+	EOF
+	containerd --config "${dir}/containerd.toml" \
+		</dev/null >"${dir}/daemon.log" 2>&1 &
+	daemon_pid=$!
+}
+
+# Wait until the daemon's CRI Version RPC succeeds. containerd creates its
+# socket before the CRI plugin has initialized, so the socket alone is not enough.
+wait_ready() {
+	local runtime=$1 dir=$2
+	for ((i = 0; i < ready_timeout_seconds * 10; i++)); do
+		if ! is_running "${daemon_pid}"; then
+			tail -n 20 "${dir}/daemon.log" >&2
+			die "${runtime} (PID ${daemon_pid}) exited before serving; log above"
+		fi
+		if [[ -S ${dir}/cri.sock ]] &&
+			"${cri_bench}" version --socket "${dir}/cri.sock" >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "${runtime} did not answer Version within ${ready_timeout_seconds} s; see ${dir}/daemon.log"
+}
+
+# Print the resident set size of PID in KiB.
+rss_kib() {
+	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+results="${workdir}/results.tsv"
+printf 'run\truntime\tseconds\tidle_rss_kib\tpulled_rss_kib\n' >"${results}"
+
+# Run one cold pull on RUNTIME and append its row to the results.
+bench_one() {
+	local run=$1 runtime=$2
+	local dir="${workdir}/${runtime}-${run}"
+	mkdir -p "${dir}"
+
+	# Write back the previous pull's dirty pages now, so they do not slow this one.
+	sync
+	"start_${runtime}" "${dir}"
+	wait_ready "${runtime}" "${dir}"
+	local idle_rss
+	idle_rss=$(rss_kib "${daemon_pid}")
+
+	local output seconds image_ref
+	if ! output=$("${cri_bench}" pull --socket "${dir}/cri.sock" "${image}"); then
+		tail -n 20 "${dir}/daemon.log" >&2
+		die "pull of ${image} from ${runtime} failed; log above"
+	fi
+	read -r seconds image_ref <<<"${output}"
+	local pulled_rss
+	pulled_rss=$(rss_kib "${daemon_pid}")
+
+	stop_daemon
+	unmount_under "${dir}"
+	rm -rf "${dir}"
+
+	printf '%s\t%s\t%s\t%s\t%s\n' "${run}" "${runtime}" "${seconds}" "${idle_rss}" "${pulled_rss}" >>"${results}"
+	echo "bench-pull.sh: run ${run}: ${runtime} pulled ${image_ref} in ${seconds} s (RSS ${idle_rss} KiB idle, ${pulled_rss} KiB after the pull)" >&2
+}
+
+for ((run = 1; run <= runs; run++)); do
+	if ((run % 2 == 1)); then
+		order=(berth containerd)
+	else
+		order=(containerd berth)
+	fi
+	for runtime in "${order[@]}"; do
+		bench_one "${run}" "${runtime}"
+	done
+done
+
+echo
+echo "Cold pull of ${image}"
+echo "$(jq '.layers | length' <<<"${manifest}") layers, ${layer_total} bytes compressed (${layer_sizes})"
+echo "$("${berth_bin}" --version), $(containerd --version | awk '{ print $1, $3 }'), ${runs} runs, $(date -u +%Y-%m-%d)"
+echo
+python3 - "${results}" <<-'EOF'
+	import csv
+	import statistics
+	import sys
+
+	rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+	runtimes = ["berth", "containerd"]
+
+
+	def column(runtime, field):
+	    return [float(row[field]) for row in rows if row["runtime"] == runtime]
+
+
+	print("| run | berth (s) | containerd (s) |")
+	print("| --- | ---: | ---: |")
+	for run in sorted({int(row["run"]) for row in rows}):
+	    times = {row["runtime"]: row["seconds"] for row in rows if int(row["run"]) == run}
+	    print(f"| {run} | {times['berth']} | {times['containerd']} |")
+
+	median = {runtime: statistics.median(column(runtime, "seconds")) for runtime in runtimes}
+	idle = {runtime: statistics.median(column(runtime, "idle_rss_kib")) / 1024 for runtime in runtimes}
+	pulled = {runtime: statistics.median(column(runtime, "pulled_rss_kib")) / 1024 for runtime in runtimes}
+	print(f"| median | {median['berth']:.3f} | {median['containerd']:.3f} |")
+	print()
+	print("| memory (median of runs) | berth (MiB) | containerd (MiB) | berth / containerd |")
+	print("| --- | ---: | ---: | ---: |")
+	print(f"| idle RSS | {idle['berth']:.1f} | {idle['containerd']:.1f} | {idle['berth'] / idle['containerd']:.2f} |")
+	print(f"| RSS after the pull | {pulled['berth']:.1f} | {pulled['containerd']:.1f} | {pulled['berth'] / pulled['containerd']:.2f} |")
+	print()
+	print(f"Median pull time, berth / containerd: {median['berth'] / median['containerd']:.2f}")
+EOF
