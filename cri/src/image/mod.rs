@@ -109,11 +109,6 @@ impl ImageService {
                 "removed leftovers of an interrupted run"
             );
         }
-
-        // oci-spec's reference parser compiles its regular expressions on first use, which took
-        // 35 ms in a release build on a 2-core VM. Parsing once here moves that cost from the
-        // first PullImage or ImageStatus to startup.
-        let _ = reference::parse("docker.io/library/busybox:latest");
         Ok(service)
     }
 

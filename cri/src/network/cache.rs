@@ -1,7 +1,7 @@
-//! The ADD result cache. libcni-based runtimes keep the result of each ADD so that the matching
-//! DEL can pass it to plugins as `prevResult`, which the CNI spec requires from 0.4.0 on; Berth
-//! keeps it for the same reason, together with the network list the ADD ran, so that a DEL
-//! reaches the same plugins after the conf dir changed.
+//! The ADD result cache. From spec version 0.4.0 on, DEL must pass the ADD result to plugins as
+//! `prevResult`, so libcni-based runtimes keep each result, and Berth does too. Berth also keeps
+//! the network list the ADD ran, so that a DEL reaches the same plugins after the conf dir
+//! changed.
 //!
 //! One JSON file per sandbox and interface: `<cache dir>/<sandbox ID>-<interface>.json`.
 
@@ -17,7 +17,7 @@ use super::error::NetworkError;
 /// Value of the `kind` field, which marks the file format.
 const CACHE_KIND: &str = "berthCniCacheV1";
 
-/// What one successful ADD left for its DEL.
+/// Record of one successful ADD, read by its DEL.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CacheEntry {
@@ -75,12 +75,12 @@ impl ResultCache {
         self.dir.join(format!("{container_id}-{if_name}.json"))
     }
 
-    /// Reads the entry of a sandbox's interface; `Ok(None)` when there is none.
+    /// Reads the entry of a sandbox's interface, or returns `Ok(None)` when there is none.
     ///
     /// # Errors
     ///
     /// [`NetworkError::Io`] when the file exists but cannot be read, and
-    /// [`NetworkError::InvalidConfig`] when it holds no valid entry.
+    /// [`NetworkError::InvalidConfig`] when it contains no valid entry.
     pub fn load(
         &self,
         container_id: &str,
@@ -130,7 +130,7 @@ impl ResultCache {
         })
     }
 
-    /// Removes the entry of a sandbox's interface; a missing entry is fine.
+    /// Removes the entry of a sandbox's interface. A missing entry is not an error.
     ///
     /// # Errors
     ///

@@ -1,7 +1,6 @@
 //! The CNI invoker: runs the chosen network list's plugins to add a sandbox to the pod network
 //! (ADD) and to remove it (DEL), and reports whether the network is ready.
 
-use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,7 +67,7 @@ pub struct SandboxNetwork {
     pub port_mappings: Vec<PortMapping>,
 }
 
-/// What ADD set up for a sandbox.
+/// Pod network of a sandbox, as ADD set it up.
 #[derive(Debug, Clone)]
 pub struct PodNetwork {
     /// The pod's addresses, IPv4 first.
@@ -101,9 +100,9 @@ impl NetworkStatus {
     }
 }
 
-/// The CNI invoker. It holds no per-sandbox state in memory: the ADD results live in the result
-/// cache, so a restarted daemon can still run DEL. Calls for the same sandbox must not overlap;
-/// calls for different sandboxes may.
+/// The CNI invoker. It keeps no per-sandbox state in memory because the ADD results live in the
+/// result cache, so a restarted daemon can still run DEL. Calls for the same sandbox must not
+/// overlap, but calls for different sandboxes may.
 #[derive(Debug, Clone)]
 pub struct Cni {
     config: NetworkConfig,
@@ -177,7 +176,7 @@ impl Cni {
     /// # Errors
     ///
     /// [`NetworkError::PluginNotFound`], the plugin errors, and [`NetworkError::Io`] when the
-    /// cache entry cannot be removed. The cache entry stays after a failure, so a retry sees
+    /// cache entry cannot be removed. The cache entry stays after a failure, so a retry passes
     /// the same `prevResult`.
     pub async fn teardown(&self, sandbox: &SandboxNetwork) -> Result<(), NetworkError> {
         let span = tracing::info_span!("cni_del", sandbox = %sandbox.sandbox_id);
@@ -343,8 +342,8 @@ impl Cni {
             "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
             sandbox.pod_namespace, sandbox.pod_name, sandbox.sandbox_id, sandbox.pod_uid
         );
-        let cni_path = std::env::join_paths(&self.config.bin_dirs)
-            .unwrap_or_else(|_| OsString::from(self.bin_dirs_text()));
+        // NetworkConfig::validate rejects directories with ':', the only case join_paths fails on.
+        let cni_path = std::env::join_paths(&self.config.bin_dirs).unwrap_or_default();
         PluginEnv {
             command,
             container_id: sandbox.sandbox_id.clone(),
@@ -597,7 +596,8 @@ mod tests {
 
     #[test]
     fn sandbox_fields_validated() {
-        let cases: [(&str, fn(&mut SandboxNetwork)); 4] = [
+        type Change = fn(&mut SandboxNetwork);
+        let cases: [(&str, Change); 4] = [
             ("path in id", |s| s.sandbox_id = "../x".into()),
             ("empty id", |s| s.sandbox_id = String::new()),
             ("long interface", |s| s.ifname = "interface-name-16".into()),

@@ -16,10 +16,10 @@ pub const MAX_INTERFACE_NAME_LEN: usize = 15;
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
     /// Directory searched for `*.conflist`, `*.conf` and `*.json` CNI configs. The lexically first
-    /// file is used. When the directory holds none, the built-in bridge network is used.
+    /// file is used. When the directory contains none, the built-in bridge network is used.
     pub conf_dir: PathBuf,
-    /// Directories searched in order for CNI plugin executables; also passed to plugins as
-    /// `CNI_PATH`, so that a plugin can find the IPAM plugin it delegates to.
+    /// Directories searched in order for CNI plugin executables. They are also passed to plugins
+    /// as `CNI_PATH`, so that a plugin can find the IPAM plugin it delegates to.
     pub bin_dirs: Vec<PathBuf>,
     /// Linux bridge of the built-in network, at most 15 bytes.
     pub default_bridge: String,
@@ -74,6 +74,17 @@ impl NetworkConfig {
                         [\"/usr/lib/cni\"]"
                     .into(),
             );
+        }
+        if let Some(dir) = self
+            .bin_dirs
+            .iter()
+            .find(|dir| dir.as_os_str().as_encoded_bytes().contains(&b':'))
+        {
+            return Err(format!(
+                "network.bin_dirs entry {} contains ':', which CNI_PATH cannot carry; use a \
+                 path without ':'",
+                dir.display()
+            ));
         }
         if self.plugin_timeout_seconds == 0 {
             return Err("network.plugin_timeout_seconds must be positive, for example 30".into());
@@ -151,7 +162,11 @@ mod tests {
 
     #[test]
     fn invalid_values_rejected() {
-        let cases: [(&str, fn(&mut NetworkConfig)); 5] = [
+        type Change = fn(&mut NetworkConfig);
+        let cases: [(&str, Change); 6] = [
+            ("colon in bin dir", |c| {
+                c.bin_dirs = vec!["/opt/cni:x".into()]
+            }),
             ("long bridge", |c| {
                 c.default_bridge = "a-very-long-bridge".into()
             }),

@@ -15,16 +15,16 @@ use super::error::NetworkError;
 /// Versions before 0.3.0 used another result format.
 pub const SUPPORTED_CNI_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
-/// File name extensions of CNI configs, as libcni reads them: `.conflist` holds a list, `.conf`
+/// File name extensions of CNI configs, as libcni reads them: `.conflist` contains a list, `.conf`
 /// and `.json` a single plugin.
 const CONFIG_EXTENSIONS: [&str; 3] = ["conflist", "conf", "json"];
 
-/// Where the network list in use came from.
+/// Origin of the network list in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {
     /// A file in the conf dir.
     File(PathBuf),
-    /// The built-in default, because the conf dir holds no config.
+    /// The built-in default, because the conf dir contains no config.
     BuiltIn,
     /// The list cached with a sandbox's ADD result, used for its DEL.
     Cached(PathBuf),
@@ -56,10 +56,9 @@ impl PluginConfig {
     /// management, that of its `ipam.type`.
     pub fn executables(&self) -> Vec<&str> {
         let mut names = vec![self.plugin_type.as_str()];
-        if let Some(ipam) = self.raw.get("ipam").and_then(|ipam| ipam.get("type")) {
-            if let Some(ipam) = ipam.as_str().filter(|name| !name.is_empty()) {
-                names.push(ipam);
-            }
+        let ipam = self.raw.get("ipam").and_then(|ipam| ipam.get("type"));
+        if let Some(ipam) = ipam.and_then(Value::as_str).filter(|name| !name.is_empty()) {
+            names.push(ipam);
         }
         names
     }
@@ -145,7 +144,7 @@ impl NetworkList {
 }
 
 /// Returns the lexically first CNI config file in `conf_dir`, or `None` when the directory is
-/// missing or holds none.
+/// missing or contains none.
 ///
 /// # Errors
 ///

@@ -1,4 +1,4 @@
-//! The built-in CNI network used when the conf dir holds no config: a Linux bridge with
+//! The built-in CNI network used when the conf dir contains no config: a Linux bridge with
 //! `host-local` IPAM, masquerading for traffic leaving the node, and `portmap` for hostPorts.
 //! The sandbox's `lo` is brought up when its network namespace is pinned, so the list has no
 //! `loopback` plugin.

@@ -13,7 +13,7 @@ use super::error::NetworkError;
 /// The host's resolver config, copied when the CRI `DNSConfig` is empty.
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 
-/// Longest hostname Linux accepts (`HOST_NAME_MAX`).
+/// Maximum hostname length in bytes that Linux accepts (`HOST_NAME_MAX`).
 const MAX_HOSTNAME_LEN: usize = 64;
 
 /// Lines of the kubelet's managed hosts file that precede the pod's own entries.

@@ -103,7 +103,7 @@ impl PinnedNamespaces {
 /// # Errors
 ///
 /// [`NetworkError::InvalidArgument`] when `hostname` is given without [`NamespaceKind::Uts`],
-/// [`NetworkError::AlreadyPinned`] when a file in `dir` already holds a namespace, and
+/// [`NetworkError::AlreadyPinned`] when a file in `dir` is already a namespace mount, and
 /// [`NetworkError::Namespace`] or [`NetworkError::Io`] when a step fails. Whatever was created
 /// before a failure is unmounted and removed.
 pub fn pin_namespaces(
@@ -152,8 +152,8 @@ pub fn pin_namespaces(
     Ok(pinned)
 }
 
-/// Unmounts and removes the namespace files in `dir`. Namespaces that nothing else holds (no
-/// process, no other mount, no open file) are then freed by the kernel. Missing files are not
+/// Unmounts and removes the namespace files in `dir`. The kernel then frees each namespace that
+/// nothing else references (no process, no other mount, no open file). Missing files are not
 /// an error, so a second call succeeds, and `dir` itself is left in place.
 ///
 /// # Errors
@@ -284,7 +284,7 @@ fn bring_loopback_up() -> nix::Result<()> {
         )
     };
     Errno::result(status)?;
-    // SAFETY: SIOCGIFFLAGS succeeded, so the union holds the flags.
+    // SAFETY: SIOCGIFFLAGS succeeded, so the union contains the flags.
     unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     // SAFETY: as above; SIOCSIFFLAGS only reads `request`.
     let status = unsafe {

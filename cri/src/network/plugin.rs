@@ -19,7 +19,7 @@ use super::result::CniErrorOutput;
 /// found through it.
 const FALLBACK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Longest part of a plugin's stderr quoted in an error.
+/// Maximum number of bytes of a plugin's stderr quoted in an error.
 const MAX_QUOTED_STDERR: usize = 4096;
 
 /// The per-call parameters of a plugin run, passed as `CNI_*` environment variables.
@@ -88,7 +88,7 @@ pub async fn run_plugin(
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let write_config = async move {
         let written = stdin.write_all(&config).await;
-        // Closing stdin tells the plugin that the config is complete.
+        // Closing stdin marks the end of the config for the plugin.
         drop(stdin);
         written
     };

@@ -176,6 +176,15 @@ impl RuntimeService {
         let lower = self.images.layer_dirs(image)?;
         mounts::mount_overlay(&lower, &upper, &work, &rootfs)?;
 
+        // A missing host path is created as a directory, as containerd and the kubelet's
+        // hostPath DirectoryOrCreate rely on.
+        for mount in &config.mounts {
+            let host_path = std::path::Path::new(&mount.host_path);
+            if !mount.host_path.is_empty() && std::fs::symlink_metadata(host_path).is_err() {
+                std::fs::create_dir_all(host_path).map_err(|err| RuntimeError::io("create mount source", host_path, err))?;
+            }
+        }
+
         let image_config = self.images.config_json(image)?;
         let paths = self.sandbox_paths(sandbox);
         let cgroups_path = format!(

@@ -234,8 +234,8 @@ fn create_with_terminal(
     options: &MonitorOptions,
     log: &Arc<Mutex<LogWriter>>,
 ) -> Result<(i32, Vec<JoinHandle<()>>), String> {
-    let socket_path = options.bundle.join("console.sock");
-    let _ = std::fs::remove_file(&socket_path);
+    let socket_dir = ConsoleSocketDir::create()?;
+    let socket_path = socket_dir.0.join("console.sock");
     let listener = UnixListener::bind(&socket_path)
         .map_err(|err| format!("cannot listen on {}: {err}", socket_path.display()))?;
     listener
@@ -279,7 +279,7 @@ fn create_with_terminal(
     let status = child
         .wait()
         .map_err(|err| format!("cannot wait for {}: {err}", options.runtime.display()))?;
-    let _ = std::fs::remove_file(&socket_path);
+    drop(socket_dir);
     if !status.success() {
         return Err(options.create_failed());
     }
@@ -292,6 +292,30 @@ fn create_with_terminal(
             log.clone(),
         )],
     ))
+}
+
+/// A private directory for the console socket under the system temp dir, removed on drop. The
+/// socket is not put in the bundle because a socket path may hold at most 107 bytes, and a bundle
+/// path under a state dir of more than about 30 bytes is already longer.
+struct ConsoleSocketDir(PathBuf);
+
+impl ConsoleSocketDir {
+    fn create() -> Result<Self, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let suffix: u64 = rand::random();
+        let dir = std::env::temp_dir().join(format!("berth-console-{suffix:016x}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ConsoleSocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Receives one file descriptor sent with SCM_RIGHTS, as runc does on its console socket.

@@ -189,11 +189,18 @@ impl RuntimeService {
         if !host_ipc {
             kinds.push(NamespaceKind::Ipc);
         }
-        let pinned = network::pin_namespaces(
-            &ns_dir,
-            &kinds,
-            (!host_network).then_some(hostname.as_str()),
-        )?;
+        // Pinning spawns and joins a thread of its own, so keep it off the async workers.
+        let pinned = {
+            let target = ns_dir.clone();
+            let pinned_hostname = (!host_network).then(|| hostname.clone());
+            tokio::task::spawn_blocking(move || {
+                network::pin_namespaces(&target, &kinds, pinned_hostname.as_deref())
+            })
+            .await
+            .map_err(|err| {
+                RuntimeError::io("pin namespaces in", &ns_dir, std::io::Error::other(err))
+            })??
+        };
         rollback.namespaces = Some(ns_dir);
 
         if !host_ipc {

@@ -72,6 +72,19 @@ fn read_greeting(address: SocketAddr) -> Result<Vec<u8>, String> {
     Ok(received)
 }
 
+/// Connects to `address` on the host while a server in `netns` listens on `container_port`,
+/// and returns what the client received or why it failed, with the server's own error.
+fn greeting_through(
+    netns: &Path,
+    container_port: u16,
+    address: SocketAddr,
+) -> Result<Vec<u8>, String> {
+    let server = serve_in_netns(netns, container_port);
+    let received = read_greeting(address);
+    let served = server.join().expect("the server thread ends");
+    received.map_err(|err| format!("{err} (server: {served:?})"))
+}
+
 #[tokio::test]
 async fn add_default_network_gives_ip() {
     let mut net = TestNetwork::new();
@@ -160,7 +173,7 @@ async fn sandboxes_on_bridge_ping() {
 }
 
 /// Removes the shared portmap chains on drop when they did not exist before the test and no
-/// sandbox uses them any more; portmap creates them on first use and never deletes them.
+/// sandbox uses them any more. portmap creates them on first use and never deletes them.
 struct SharedPortmapChains {
     existed_before: bool,
 }
@@ -233,44 +246,55 @@ async fn host_port_reaches_pod() {
     let mut net = TestNetwork::new();
     let cni = net.cni();
     let host_port = 20_000 + rand::random::<u16>() % 20_000;
+    let localhost_port = host_port + 1;
     let container_port = 8080;
     let mut sandbox = net.sandbox("hostport");
-    sandbox.port_mappings = vec![PortMapping {
-        host_port,
-        container_port,
-        protocol: Protocol::Tcp,
-        host_ip: String::new(),
-    }];
+    sandbox.port_mappings = vec![
+        PortMapping {
+            host_port,
+            container_port,
+            protocol: Protocol::Tcp,
+            host_ip: String::new(),
+        },
+        PortMapping {
+            host_port: localhost_port,
+            container_port,
+            protocol: Protocol::Tcp,
+            host_ip: "127.0.0.1".to_string(),
+        },
+    ];
 
     let network = cni.setup(&sandbox).await.unwrap();
     let pod_ip = single_ipv4(&network);
     let rules = nat_rules_mentioning(&sandbox.sandbox_id);
-    let localhost_server = serve_in_netns(netns_of(&sandbox), container_port);
-    let via_localhost = read_greeting(SocketAddr::from(([127, 0, 0, 1], host_port)));
-    let localhost_served = localhost_server.join().unwrap();
-    let gateway_server = serve_in_netns(netns_of(&sandbox), container_port);
-    let via_gateway = read_greeting(SocketAddr::new(IpAddr::V4(net.gateway), host_port));
-    let gateway_served = gateway_server.join().unwrap();
+    // Connections to 127.0.0.1 work because portmap (1.1.1 here) sets route_localnet on the
+    // bridge and masquerades the loopback source.
+    let netns = netns_of(&sandbox);
+    let localhost = SocketAddr::from(([127, 0, 0, 1], host_port));
+    let gateway = SocketAddr::new(IpAddr::V4(net.gateway), host_port);
+    let bound = SocketAddr::from(([127, 0, 0, 1], localhost_port));
+    let via_localhost = greeting_through(netns, container_port, localhost);
+    let via_gateway = greeting_through(netns, container_port, gateway);
+    let via_bound = greeting_through(netns, container_port, bound);
 
+    let multiport = format!("--dports {host_port},{localhost_port} ");
     assert!(
-        rules
-            .iter()
-            .any(|rule| rule.contains(&format!("--dports {host_port} "))),
-        "no rule for hostPort {host_port} names the sandbox: {rules:?}"
+        rules.iter().any(|rule| rule.contains(&multiport)),
+        "no rule for hostPorts {host_port} and {localhost_port} names the sandbox: {rules:?}"
     );
-    let dnat = format!("--dport {host_port} -j DNAT --to-destination {pod_ip}:{container_port}");
-    assert!(nat_table().contains(&dnat), "no DNAT rule {dnat:?}");
-    assert_eq!(
-        via_localhost.as_deref(),
-        Ok(GREETING),
-        "127.0.0.1:{host_port} did not reach {pod_ip}:{container_port} (server: {localhost_served:?})"
+    for port in [host_port, localhost_port] {
+        let dnat = format!("--dport {port} -j DNAT --to-destination {pod_ip}:{container_port}");
+        assert!(nat_table().contains(&dnat), "no DNAT rule {dnat:?}");
+    }
+    assert!(
+        nat_table().contains(&format!(
+            "-d 127.0.0.1/32 -p tcp -m tcp --dport {localhost_port} "
+        )),
+        "the mapping with hostIP 127.0.0.1 is not restricted to that address"
     );
-    assert_eq!(
-        via_gateway.as_deref(),
-        Ok(GREETING),
-        "{}:{host_port} did not reach {pod_ip}:{container_port} (server: {gateway_served:?})",
-        net.gateway
-    );
+    assert_eq!(via_localhost, Ok(GREETING.to_vec()), "through {localhost}");
+    assert_eq!(via_gateway, Ok(GREETING.to_vec()), "through {gateway}");
+    assert_eq!(via_bound, Ok(GREETING.to_vec()), "through {bound}");
 
     cni.teardown(&sandbox).await.unwrap();
 
@@ -279,10 +303,12 @@ async fn host_port_reaches_pod() {
         Vec::<String>::new(),
         "DEL left iptables rules of the sandbox"
     );
-    assert!(
-        !nat_table().contains(&format!("--dport {host_port} ")),
-        "DEL left a rule for hostPort {host_port}"
-    );
+    for port in [host_port, localhost_port] {
+        assert!(
+            !nat_table().contains(&format!("--dport {port} ")),
+            "DEL left a rule for hostPort {port}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -307,7 +333,7 @@ async fn del_after_netns_gone() {
         .await
         .expect("DEL without any netns path succeeds");
     // NOTE: the bridge plugin of containernetworking-plugins 1.1.1 removes its ipMasq rules
-    // only when it can enter the netns, so they stay here; the guard removes them.
+    // only when it can enter the netns. They stay here, and the guard removes them.
 }
 
 #[tokio::test]

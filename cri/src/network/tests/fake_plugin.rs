@@ -141,8 +141,18 @@ async fn add_and_del_follow_protocol() {
     setup.conflist("10-fake.conflist", two_plugin_list("fakenet"));
     let cni = setup.cni(10);
 
+    let status = cni.status();
     let network = cni.setup(&sandbox()).await.unwrap();
 
+    assert!(status.ready, "{status:?}");
+    assert_eq!(
+        status.source,
+        Some(ConfigSource::File(
+            setup.conf_dir().join("10-fake.conflist")
+        ))
+    );
+    assert!(status.message.contains("\"fakenet\""), "{}", status.message);
+    assert_eq!(network.network_name, "fakenet");
     assert_eq!(
         network.ips,
         [

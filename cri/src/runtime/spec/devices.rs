@@ -14,21 +14,21 @@ use oci_spec::runtime::{
 
 use super::SpecError;
 
-/// Directories of `/dev` that hold no device nodes of their own, or that the container gets by
-/// other mounts; containerd skips the same ones.
+/// Directories of `/dev` that contain no device nodes of their own or that the container gets
+/// through other mounts. containerd skips the same ones.
 const SKIPPED_DIRS: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
 
 /// Devices of the container and their cgroup rules.
 #[derive(Debug, Default)]
 pub(super) struct DevicePlan {
     pub devices: Vec<LinuxDevice>,
-    /// Starts with a rule denying every device; the OCI runtime adds its own allowances for
-    /// `/dev/null`, `/dev/zero`, the terminals and the like.
+    /// Cgroup rules, starting with one that denies every device. The OCI runtime adds its own
+    /// rules for `/dev/null`, `/dev/zero`, the terminals and the like.
     pub cgroup_rules: Vec<LinuxDeviceCgroup>,
 }
 
 /// Resolves the CRI devices. A host path that is a directory adds every device below it, with
-/// container paths below `container_path`. An empty `container_path` means the host path;
+/// container paths below `container_path`. An empty `container_path` means the host path, and
 /// empty permissions mean `rwm`.
 ///
 /// # Errors
@@ -50,7 +50,7 @@ pub(super) fn container_devices(
     };
 
     if privileged {
-        // A privileged container sees every host device and may use any device, as in
+        // A privileged container gets every host device node and may use any device, as with
         // containerd's default `privileged_without_host_devices = false`.
         plan.devices = devices_below(Path::new("/dev"), None)
             .map_err(|e| invalid_device("/dev", "", format!("cannot list host devices: {e}")))?;

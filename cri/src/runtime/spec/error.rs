@@ -99,6 +99,9 @@ pub enum SpecError {
         reason: String,
     },
 
+    #[error("CDI devices are not supported: {names}; use devices with host paths instead")]
+    CdiUnsupported { names: String },
+
     #[error("invalid resources.{field} value {value}: {reason}")]
     InvalidResource {
         field: &'static str,

@@ -1,6 +1,6 @@
 //! Facts about the host that change the generated spec. They are probed on every call of
-//! [`generate_spec`](super::generate_spec), because the mount table changes while Berth runs;
-//! tests build a [`HostFeatures`] by hand instead.
+//! [`generate_spec`](super::generate_spec), because the mount table changes while Berth runs.
+//! Tests build a [`HostFeatures`] by hand instead.
 
 use std::fs;
 use std::io;
@@ -152,7 +152,7 @@ fn parse_effective_capabilities(status: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Parses the text of `/proc/self/mountinfo`; malformed lines are skipped.
+/// Parses the text of `/proc/self/mountinfo`, skipping malformed lines.
 pub(super) fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
     text.lines().filter_map(parse_mountinfo_line).collect()
 }

@@ -1,12 +1,12 @@
 //! Generation of the OCI runtime spec (`config.json`) for one CRI container, following the rules
 //! of containerd's CRI plugin.
 //!
-//! [`generate_spec`] reads only files: the rootfs's `/etc/passwd` and `/etc/group`, device nodes,
-//! a Localhost seccomp profile, and the host facts in [`HostFeatures`]. It creates nothing, so it
-//! runs in unit tests without root. The submodules each own one part of the spec:
-//! [`process`] the command line and environment, [`user`] the uid and groups, [`mounts`],
-//! [`devices`], [`namespaces`] (with sysctls), [`resources`], [`security`] (capabilities, masked
-//! paths, AppArmor) and [`seccomp`].
+//! [`generate_spec`] only reads: the rootfs's `/etc/passwd` and `/etc/group`, host paths of
+//! mounts and devices, a Localhost seccomp profile, and the host facts in [`HostFeatures`]. It
+//! creates nothing, so it runs in unit tests without root. Each submodule builds one part of the
+//! spec: `process` the command line and environment, `user` the uid and groups, `mounts`,
+//! `devices`, `namespaces` (with sysctls), `resources`, `security` (capabilities, masked paths,
+//! AppArmor) and `seccomp`.
 
 mod devices;
 mod error;
@@ -34,11 +34,11 @@ pub use host::{HostFeatures, MountInfo};
 #[derive(Debug, Clone)]
 pub struct SandboxContext<'a> {
     pub config: &'a PodSandboxConfig,
-    /// Network namespace to join; `None` when the pod uses the host network.
+    /// Network namespace to join, or `None` when the pod uses the host network.
     pub netns: Option<PathBuf>,
-    /// IPC namespace to join; `None` when the pod uses the host IPC namespace.
+    /// IPC namespace to join, or `None` when the pod uses the host IPC namespace.
     pub ipcns: Option<PathBuf>,
-    /// UTS namespace to join; `None` when the pod uses the host network, which UTS follows.
+    /// UTS namespace to join, or `None` when the pod uses the host network, which UTS follows.
     pub utsns: Option<PathBuf>,
     /// The pod's shared PID namespace (the infra process's `/proc/PID/ns/pid`), when its
     /// containers share one.
@@ -47,8 +47,8 @@ pub struct SandboxContext<'a> {
     pub hostname_file: PathBuf,
     pub hosts_file: PathBuf,
     pub resolv_conf: PathBuf,
-    /// The pod's `/dev/shm`; `None` when the pod uses the host IPC namespace, and then the host's
-    /// `/dev/shm` is mounted.
+    /// The pod's `/dev/shm` directory, or `None` when the pod uses the host IPC namespace. The
+    /// host's `/dev/shm` is mounted then.
     pub shm_dir: Option<PathBuf>,
     /// Cgroups path of the pod.
     pub cgroup_parent: String,
@@ -59,10 +59,10 @@ pub struct SandboxContext<'a> {
 pub struct ContainerContext<'a> {
     pub id: &'a str,
     pub config: &'a ContainerConfig,
-    /// The OCI image config JSON, whose `config` object holds `User`, `Env`, `Entrypoint`,
+    /// The OCI image config JSON, whose `config` object contains `User`, `Env`, `Entrypoint`,
     /// `Cmd` and `WorkingDir`.
     pub image_config: &'a serde_json::Value,
-    /// The mounted rootfs; its `/etc/passwd` and `/etc/group` resolve user and group names.
+    /// The mounted rootfs, whose `/etc/passwd` and `/etc/group` resolve user and group names.
     pub rootfs: PathBuf,
     /// `linux.cgroupsPath`. When empty, `cgroup_parent/id` of the sandbox is used (the cgroupfs
     /// layout); callers of the systemd cgroup driver must set it.
@@ -91,13 +91,17 @@ pub fn generate_spec(
 /// The spec carries the process (args, env, cwd, user, capabilities, TTY, OOM score), the
 /// rootfs, the hostname, the mounts, and the Linux section (namespaces, devices, cgroup
 /// resources and path, sysctls, masked and read-only paths, seccomp). It sets no rlimits, hooks
-/// or SELinux labels. CRI `stdin` and `stdin_once` have no OCI field; the I/O layer handles them.
+/// or SELinux labels. CRI `stdin` and `stdin_once` have no OCI field, so the I/O layer handles
+/// them.
 ///
 /// # Errors
 ///
-/// [`SpecError`] for, among others: no command in either the CRI config or the image; a user or
-/// group name missing from the rootfs; a privileged container in an unprivileged pod; a user
-/// namespace request; an invalid mount, device, capability, sysctl or seccomp profile.
+/// [`SpecError`] for, among others:
+/// - no command in either the CRI config or the image,
+/// - a user or group name missing from the rootfs,
+/// - a privileged container in an unprivileged pod,
+/// - a user namespace request or CDI devices, which Berth does not support,
+/// - an invalid mount, device, capability, sysctl or seccomp profile.
 pub fn generate_spec_for_host(
     host: &HostFeatures,
     sandbox: &SandboxContext,
@@ -117,6 +121,13 @@ pub fn generate_spec_for_host(
         .is_some_and(|s| s.privileged);
     if privileged && !sandbox_privileged {
         return Err(SpecError::PrivilegedInUnprivilegedPod);
+    }
+
+    if !config.cdi_devices.is_empty() {
+        let names: Vec<&str> = config.cdi_devices.iter().map(|d| d.name.as_str()).collect();
+        return Err(SpecError::CdiUnsupported {
+            names: names.join(", "),
+        });
     }
 
     let capabilities = security::capability_set(security, host)?;
@@ -150,6 +161,8 @@ pub fn generate_spec_for_host(
         .readonly(readonly_rootfs)
         .build()?;
 
+    // oci-spec's default spec has a hostname, mounts and a Linux section of its own, so each of
+    // them is replaced below.
     let mut spec = Spec::default();
     spec.set_version(oci_spec::runtime::VERSION.to_string());
     spec.set_root(Some(root));
@@ -202,8 +215,8 @@ fn container_process(
     Ok(process)
 }
 
-/// The pod's hostname, set only when the container has the pod's own UTS namespace: without one
-/// the OCI runtime may not set a hostname.
+/// Returns the pod's hostname when the container joins the pod's own UTS namespace. In the
+/// host's UTS namespace the OCI runtime may not set a hostname.
 fn container_hostname(sandbox: &SandboxContext) -> Option<String> {
     let hostname = &sandbox.config.hostname;
     (sandbox.utsns.is_some() && !hostname.is_empty()).then(|| hostname.clone())

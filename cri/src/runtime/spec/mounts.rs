@@ -39,12 +39,12 @@ enum Access {
 /// Builds the container's mounts.
 ///
 /// System mounts (`/proc`, `/dev`, `/dev/pts`, `/dev/mqueue`, `/sys`, `/sys/fs/cgroup`) come
-/// first, except those a requested mount replaces; a requested `/dev` also replaces every system
-/// mount below it. The requested mounts follow, ordered by path depth so that a mount at
-/// `/a` does not hide one at `/a/b`.
+/// first, except those a requested mount replaces. A requested `/dev` also replaces every system
+/// mount below it. The requested mounts follow, ordered by path depth so that a mount at `/a`
+/// does not hide one at `/a/b`.
 ///
-/// Host paths that do not exist are passed through unchanged; the caller creates them first,
-/// as containerd does, if it wants them created.
+/// Host paths that do not exist are passed through unchanged. containerd creates them as
+/// directories, so a caller that wants the same must create them before calling.
 pub(super) fn container_mounts(
     host: &HostFeatures,
     sandbox: &SandboxContext,
@@ -166,7 +166,8 @@ fn system_mounts(privileged: bool) -> Result<Vec<Mount>, SpecError> {
         .collect()
 }
 
-/// The pod's files and `/dev/shm`, except where a CRI mount already covers the path.
+/// Returns bind mounts of the pod's files and `/dev/shm`, except where a CRI mount already
+/// covers the path.
 fn pod_mounts(
     sandbox: &SandboxContext,
     config: &ContainerConfig,

@@ -83,7 +83,7 @@ fn mode(field: &'static str, value: i32) -> Result<NamespaceMode, SpecError> {
     NamespaceMode::try_from(value).map_err(|_| SpecError::UnknownEnumValue { field, value })
 }
 
-/// A user namespace is requested by `userns_options` with any mode but NODE; prost reads an
+/// Rejects a user namespace request: `userns_options` with any mode but NODE. prost reads an
 /// unset mode as POD, so an empty `userns_options` is a request too.
 fn reject_user_namespace(
     field: &'static str,

@@ -25,8 +25,8 @@ pub(super) fn image_config(image: &serde_json::Value) -> Result<ImageConfig, Spe
 }
 
 /// Builds `process.args` with Docker's rules, which Kubernetes documents for `command` and
-/// `args`: a CRI command replaces the image's Entrypoint and Cmd, and is followed by the CRI args
-/// alone; with no CRI command, the CRI args replace only Cmd, after the image's Entrypoint.
+/// `args`. A CRI command replaces the image's Entrypoint and Cmd, and only the CRI args follow
+/// it. Without a CRI command, the CRI args replace only Cmd and follow the image's Entrypoint.
 pub(super) fn process_args(
     config: &ContainerConfig,
     image: &ImageConfig,
@@ -37,7 +37,7 @@ pub(super) fn process_args(
         args.extend(config.args.iter().cloned());
     } else {
         let entrypoint = image.entrypoint().clone().unwrap_or_default();
-        // Docker writes `ENTRYPOINT [""]` for an explicitly reset entrypoint.
+        // An Entrypoint of `[""]` means no entrypoint, as in containerd and Docker.
         if entrypoint != [String::new()] {
             args.extend(entrypoint);
         }

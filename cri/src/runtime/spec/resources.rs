@@ -13,7 +13,7 @@ use super::host::HostFeatures;
 /// Builds `linux.resources`. A CRI value of 0 means "not set" and leaves the field out.
 ///
 /// With a memory limit and no swap limit, swap is capped at the memory limit (no swap use),
-/// as containerd does; both swap settings need swap accounting on the host and are skipped
+/// as containerd does. Both swap settings need swap accounting on the host, so they are skipped
 /// without it. Hugepage limits are skipped when the hugetlb controller is missing, as with
 /// containerd's default `tolerate_missing_hugetlb_controller = true`: kubelet sends a limit for
 /// every page size the node has, even when the pod requests none. The CRI has no per-container

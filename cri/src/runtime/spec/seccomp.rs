@@ -1,11 +1,13 @@
 //! The container's seccomp filter: none, Berth's built-in default profile, or a profile file on
 //! the node.
 //!
-//! The default profile is an allowlist in the manner of Docker's and containerd's: any syscall not
-//! listed fails with `EPERM`. Syscalls that act on the whole host (`reboot`, `kexec_load`,
-//! `mount`, `swapon`, module loading, the kernel keyring, clock setting) are allowed only when the
-//! container holds the capability the kernel checks for them, and some never are. The OCI runtime
-//! skips names its libseccomp does not know, so the list may name syscalls newer than the host.
+//! The default profile is an allowlist in the manner of Docker's and containerd's: a syscall not
+//! listed fails with `EPERM`. Some syscalls that change the whole host are allowed only with the
+//! capability the kernel checks for them: `mount` with CAP_SYS_ADMIN, `reboot` with
+//! CAP_SYS_BOOT, module loading with CAP_SYS_MODULE, clock setting with CAP_SYS_TIME. Others are
+//! never allowed: `kexec_load`, `swapon`, the kernel keyring, `pivot_root`, and io_uring, whose
+//! operations seccomp cannot inspect. The OCI runtime skips names its libseccomp does not know, so the
+//! list may name syscalls newer than the host.
 
 use std::path::Path;
 
@@ -56,6 +58,8 @@ const ALLOWED: &[&str] = &[
     "memfd_secret", "mincore", "mlock", "mlock2", "mlockall", "mmap", "mmap2", "mprotect",
     "mremap", "mseal", "msync", "munlock", "munlockall", "munmap", "pkey_alloc", "pkey_free",
     "pkey_mprotect", "remap_file_pages",
+    // Pipes.
+    "pipe", "pipe2",
     // Processes, threads, scheduling and limits.
     "capget", "capset", "execve", "execveat", "exit", "exit_group", "fork", "futex",
     "futex_requeue", "futex_time64", "futex_wait", "futex_waitv", "futex_wake", "get_robust_list",
@@ -75,9 +79,10 @@ const ALLOWED: &[&str] = &[
     "setgroups32", "setregid", "setregid32", "setresgid", "setresgid32", "setresuid",
     "setresuid32", "setreuid", "setreuid32", "setuid", "setuid32",
     // Signals.
-    "alarm", "kill", "rt_sigaction", "rt_sigpending", "rt_sigprocmask", "rt_sigqueueinfo",
+    "alarm", "kill", "nice", "rt_sigaction", "rt_sigpending", "rt_sigprocmask", "rt_sigqueueinfo",
     "rt_sigreturn", "rt_sigsuspend", "rt_sigtimedwait", "rt_sigtimedwait_time64",
-    "rt_tgsigqueueinfo", "sigaltstack", "sigprocmask", "sigreturn", "tgkill", "tkill",
+    "rt_tgsigqueueinfo", "sigaction", "sigaltstack", "sigpending", "sigprocmask", "sigreturn",
+    "sigsuspend", "tgkill", "tkill",
     // Time and timers; setting the clock needs CAP_SYS_TIME below.
     "adjtimex", "clock_adjtime", "clock_adjtime64", "clock_getres", "clock_getres_time64",
     "clock_gettime", "clock_gettime64", "clock_nanosleep", "clock_nanosleep_time64", "getitimer",
@@ -161,7 +166,7 @@ const ENOSYS: u32 = 38;
 /// Returns `linux.seccomp` for the container, or `None` to run without a filter.
 ///
 /// A privileged container runs without a filter. Otherwise the CRI `seccomp` profile applies,
-/// else the deprecated `seccomp_profile_path`; when neither is set the container runs
+/// else the deprecated `seccomp_profile_path`. When neither is set the container runs
 /// unconfined, as with containerd's default configuration and kubelet's default.
 ///
 /// # Errors
@@ -282,8 +287,8 @@ fn allow_if_argument(
         .build()?)
 }
 
-/// The native architecture and the compatibility ABIs the kernel also runs, so that a 32-bit
-/// binary cannot reach syscalls the native filter denies.
+/// Returns the native architecture and the compatibility ABIs the kernel also runs, so that a
+/// 32-bit binary cannot reach syscalls the native filter denies.
 fn native_architectures() -> Vec<Arch> {
     if cfg!(target_arch = "x86_64") {
         vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32]
@@ -294,7 +299,7 @@ fn native_architectures() -> Vec<Arch> {
     }
 }
 
-/// The native architecture's libseccomp name, as profiles spell it.
+/// Returns the native architecture's libseccomp name, as profiles spell it.
 fn native_scmp_arch() -> &'static str {
     if cfg!(target_arch = "x86_64") {
         "SCMP_ARCH_X86_64"
@@ -305,7 +310,7 @@ fn native_scmp_arch() -> &'static str {
     }
 }
 
-/// The native architecture's Go name, as Docker profiles spell it in `includes.arches`.
+/// Returns the native architecture's Go name, as Docker profiles spell it in `includes.arches`.
 fn native_go_arch() -> &'static str {
     if cfg!(target_arch = "x86_64") {
         "amd64"
@@ -324,22 +329,22 @@ pub(super) fn load_profile(
     capabilities: &Capabilities,
     host: &HostFeatures,
 ) -> Result<LinuxSeccomp, SpecError> {
-    let shown = path.display().to_string();
+    let path_text = path.display().to_string();
     if !path.is_absolute() {
         return Err(invalid_profile(
-            &shown,
+            &path_text,
             "a Localhost profile path must be absolute",
         ));
     }
     let text = std::fs::read(path)
-        .map_err(|e| invalid_profile(&shown, format!("cannot read the file: {e}")))?;
+        .map_err(|e| invalid_profile(&path_text, format!("cannot read the file: {e}")))?;
     let mut profile: Value = serde_json::from_slice(&text)
-        .map_err(|e| invalid_profile(&shown, format!("invalid JSON: {e}")))?;
+        .map_err(|e| invalid_profile(&path_text, format!("invalid JSON: {e}")))?;
 
     resolve_docker_fields(&mut profile, capabilities, host.kernel_version);
 
     serde_json::from_value(profile)
-        .map_err(|e| invalid_profile(&shown, format!("not a seccomp profile: {e}")))
+        .map_err(|e| invalid_profile(&path_text, format!("not a seccomp profile: {e}")))
 }
 
 fn resolve_docker_fields(profile: &mut Value, capabilities: &Capabilities, kernel: (u32, u32)) {
@@ -383,9 +388,9 @@ fn native_arch_map_entry(arch_map: Value) -> Option<Value> {
     Some(Value::Array(architectures))
 }
 
-// Docker's rule conditions: every capability in includes.caps must be held, the native arch
-// must be in includes.arches, the kernel must be at least includes.minKernel; any capability or
-// arch in excludes drops the rule.
+// Docker's rule conditions: the container must have every capability in includes.caps, the
+// native arch must be in includes.arches, and the kernel must be at least includes.minKernel.
+// Any capability or arch in excludes drops the rule.
 fn rule_applies(rule: &Value, capabilities: &Capabilities, kernel: (u32, u32)) -> bool {
     let strings = |value: Option<&Value>| -> Vec<String> {
         value
@@ -399,7 +404,7 @@ fn rule_applies(rule: &Value, capabilities: &Capabilities, kernel: (u32, u32)) -
             })
             .unwrap_or_default()
     };
-    let holds = |name: &String| {
+    let has_capability = |name: &String| {
         super::security::parse_capability("seccomp includes", name)
             .is_ok_and(|cap| capabilities.contains(&cap))
     };
@@ -407,7 +412,7 @@ fn rule_applies(rule: &Value, capabilities: &Capabilities, kernel: (u32, u32)) -
     if let Some(includes) = rule.get("includes") {
         let caps = strings(includes.get("caps"));
         let arches = strings(includes.get("arches"));
-        if !caps.iter().all(holds) {
+        if !caps.iter().all(has_capability) {
             return false;
         }
         if !arches.is_empty() && !arches.iter().any(|a| a == native_go_arch()) {
@@ -420,7 +425,7 @@ fn rule_applies(rule: &Value, capabilities: &Capabilities, kernel: (u32, u32)) -
         }
     }
     if let Some(excludes) = rule.get("excludes") {
-        if strings(excludes.get("caps")).iter().any(holds) {
+        if strings(excludes.get("caps")).iter().any(has_capability) {
             return false;
         }
         if strings(excludes.get("arches"))

@@ -6,7 +6,7 @@ use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 use super::SpecError;
 use super::host::HostFeatures;
 
-/// Every capability oci-spec knows, with its number from `linux/capability.h`.
+/// Every capability that oci-spec 0.10 defines, with its number from `linux/capability.h`.
 pub(super) const CAPABILITIES: [(u32, Capability); 41] = [
     (0, Capability::Chown),
     (1, Capability::DacOverride),
@@ -215,8 +215,8 @@ pub(super) fn apparmor_profile(
     let Some(security) = security else {
         return Ok(None);
     };
-    // NOTE: hosts without AppArmor, such as Berth's test VMs, ignore every AppArmor request, as
-    // containerd does; the profile checks below then never run.
+    // NOTE: on a host without AppArmor every AppArmor request is ignored, as containerd does,
+    // so the profile checks below run only on AppArmor hosts.
     if !host.apparmor || security.privileged {
         return Ok(None);
     }

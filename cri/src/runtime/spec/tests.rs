@@ -1,5 +1,5 @@
 //! Unit tests of spec generation, one or more per rule, against a temporary rootfs and a
-//! hand-built [`HostFeatures`]; and one test that runs a generated spec with runc as root.
+//! hand-built [`HostFeatures`], and one test that runs a generated spec with runc as root.
 
 use std::collections::HashMap;
 use std::fs;
@@ -43,8 +43,8 @@ app:x:1000:
 webgrp:x:1002:
 ";
 
-/// A host like Berth's test VM: cgroup v1 with swap accounting and hugetlb, no AppArmor,
-/// every capability except CAP_SYS_RESOURCE, and a private root mount.
+/// Returns a host with cgroup v1, swap accounting and hugetlb, no AppArmor, every capability
+/// except CAP_SYS_RESOURCE, and a private root mount.
 fn test_host() -> HostFeatures {
     let mut capabilities = super::security::capabilities_from_mask(u64::MAX);
     capabilities.remove(&Capability::SysResource);
@@ -781,12 +781,12 @@ fn mounts_cri_dev_replaces_dev_mounts() {
     f.container.mounts = vec![cri_mount("/dev", &dev)];
     let spec = f.spec();
 
-    for gone in ["/dev/pts", "/dev/mqueue"] {
+    for replaced in ["/dev/pts", "/dev/mqueue"] {
         assert!(
             !mounts(&spec)
                 .iter()
-                .any(|m| m.destination() == Path::new(gone)),
-            "{gone} still mounted"
+                .any(|m| m.destination() == Path::new(replaced)),
+            "{replaced} still mounted"
         );
     }
     assert_eq!(mount(&spec, "/dev").typ().as_deref(), Some("bind"));
@@ -1123,6 +1123,17 @@ fn devices_bad_permissions_rejected() {
 
     let message = f.error().to_string();
     assert!(message.contains("\"rwx\""), "{message}");
+}
+
+#[test]
+fn devices_cdi_rejected() {
+    let mut f = Fixture::new();
+    f.container.cdi_devices = vec![berth_proto::cri::CdiDevice {
+        name: "vendor.com/gpu=0".into(),
+    }];
+
+    let message = f.error().to_string();
+    assert!(message.contains("vendor.com/gpu=0"), "{message}");
 }
 
 #[test]
@@ -1687,7 +1698,7 @@ fn seccomp_runtime_default() {
     assert_eq!(profile.default_action(), LinuxSeccompAction::ScmpActErrno);
     let allowed = allowed_syscalls(&profile);
     for syscall in [
-        "read", "write", "execve", "futex", "socket", "chown", "chroot",
+        "read", "write", "execve", "futex", "socket", "chown", "chroot", "pipe", "pipe2",
     ] {
         assert!(allowed.contains(&syscall.to_string()), "{syscall} denied");
     }
@@ -1710,6 +1721,8 @@ fn seccomp_runtime_default() {
         "clone",
         "clone3",
         "personality",
+        "io_uring_setup",
+        "pivot_root",
     ] {
         assert!(!allowed.contains(&syscall.to_string()), "{syscall} allowed");
     }
@@ -2092,7 +2105,7 @@ fn runc_runs_generated_spec() {
     fs::create_dir_all(rootfs.join("etc")).unwrap();
     fs::create_dir_all(&state).unwrap();
     fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "id"] {
+    for applet in ["sh", "id", "cat"] {
         symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
@@ -2110,7 +2123,8 @@ fn runc_runs_generated_spec() {
             name: "runc-test".into(),
             attempt: 0,
         }),
-        command: vec!["/bin/sh".into(), "-c".into(), "id -u; echo ok".into()],
+        // The pipe checks that the default seccomp profile allows pipe(2) and fork.
+        command: vec!["/bin/sh".into(), "-c".into(), "id -u | cat; echo ok".into()],
         linux: Some(LinuxContainerConfig {
             resources: Some(LinuxContainerResources {
                 cpu_shares: 512,
@@ -2176,4 +2190,18 @@ fn runc_runs_generated_spec() {
         output.status
     );
     assert_eq!(stdout, "0\nok\n", "stderr {stderr:?}");
+}
+
+#[test]
+fn image_config_docker_nulls_accepted() {
+    let mut f = Fixture::new();
+    f.image_config(json!({
+        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "Tty": false,
+        "ExposedPorts": null, "Volumes": null, "OnBuild": null, "Labels": null,
+        "Env": ["PATH=/bin"], "Cmd": ["sh"], "Entrypoint": null, "WorkingDir": "",
+        "StopSignal": "SIGTERM", "Image": "sha256:abc", "ArgsEscaped": true
+    }));
+    f.container.command.clear();
+
+    assert_eq!(args(&f.spec()), ["sh"]);
 }

@@ -268,10 +268,10 @@ impl UserFiles {
 fn read_in_rootfs(rootfs: &Path, relative: &str) -> Result<Option<String>, SpecError> {
     let path = rootfs.join(relative);
     let root = File::open(rootfs).map_err(|e| SpecError::io("failed to open rootfs", rootfs, e))?;
-    let how = OpenHow::new()
+    let open_how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = match openat2(&root, relative, how) {
+    let fd = match openat2(&root, relative, open_how) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(None),
         Err(errno) => {
