@@ -10,7 +10,7 @@
 # in turn, in alternating order:
 #   1. starts with a fresh, empty root and state directory, so the pull
 #      downloads and unpacks every layer;
-#   2. waits until its CRI Version RPC answers, then reads its idle VmRSS;
+#   2. waits until its CRI Version RPC succeeds, then reads its idle VmRSS;
 #   3. pulls REGISTRY/berth-test/big:latest with `cri-bench pull`, which times
 #      the PullImage RPC alone, and reads VmRSS again;
 #   4. stops (SIGTERM, then SIGKILL after 15 s) and its directories are
@@ -120,7 +120,7 @@ target_dir=$(cargo metadata --no-deps --format-version 1 | jq -r .target_directo
 berth_bin="${target_dir}/release/berth"
 cri_bench="${target_dir}/release/cri-bench"
 
-# Print the image's layer count and sizes, so the results say what was pulled.
+# Read the image's layer sizes, which the results print.
 manifest=$(curl --silent --fail \
 	--header "Accept: application/vnd.oci.image.manifest.v1+json" \
 	"http://${registry}/v2/berth-test/big/manifests/latest")
@@ -197,7 +197,7 @@ wait_ready() {
 		fi
 		sleep 0.1
 	done
-	die "${runtime} did not answer Version within ${ready_timeout_seconds} s; see ${dir}/daemon.log"
+	die "${runtime} did not respond to Version within ${ready_timeout_seconds} s; see ${dir}/daemon.log"
 }
 
 # Print the resident set size of PID in KiB.
@@ -205,8 +205,18 @@ rss_kib() {
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
+# Print the CPU time PID has used so far, in clock ticks: user and system time
+# of all its threads, plus that of children it has reaped.
+cpu_ticks() {
+	local stat
+	stat=$(cat "/proc/$1/stat")
+	# Fields 14 to 17 (utime, stime, cutime, cstime) are the 12th to 15th after the command name.
+	awk '{ print $12 + $13 + $14 + $15 }' <<<"${stat##*) }"
+}
+clock_ticks_per_second=$(getconf CLK_TCK)
+
 results="${workdir}/results.tsv"
-printf 'run\truntime\tseconds\tidle_rss_kib\tpulled_rss_kib\n' >"${results}"
+printf 'run\truntime\tseconds\tcpu_seconds\tidle_rss_kib\tpulled_rss_kib\n' >"${results}"
 
 # Run one cold pull on RUNTIME and append its row to the results.
 bench_one() {
@@ -220,6 +230,8 @@ bench_one() {
 	wait_ready "${runtime}" "${dir}"
 	local idle_rss
 	idle_rss=$(rss_kib "${daemon_pid}")
+	local ticks_before
+	ticks_before=$(cpu_ticks "${daemon_pid}")
 
 	local output seconds image_ref
 	if ! output=$("${cri_bench}" pull --socket "${dir}/cri.sock" "${image}"); then
@@ -227,17 +239,22 @@ bench_one() {
 		die "pull of ${image} from ${runtime} failed; log above"
 	fi
 	read -r seconds image_ref <<<"${output}"
-	local pulled_rss
+	local pulled_rss cpu_seconds
 	pulled_rss=$(rss_kib "${daemon_pid}")
+	cpu_seconds=$(awk -v ticks=$(($(cpu_ticks "${daemon_pid}") - ticks_before)) \
+		-v hz="${clock_ticks_per_second}" 'BEGIN { printf "%.2f", ticks / hz }')
 
 	stop_daemon
 	unmount_under "${dir}"
 	rm -rf "${dir}"
 
-	printf '%s\t%s\t%s\t%s\t%s\n' "${run}" "${runtime}" "${seconds}" "${idle_rss}" "${pulled_rss}" >>"${results}"
-	echo "bench-pull.sh: run ${run}: ${runtime} pulled ${image_ref} in ${seconds} s (RSS ${idle_rss} KiB idle, ${pulled_rss} KiB after the pull)" >&2
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${run}" "${runtime}" "${seconds}" "${cpu_seconds}" "${idle_rss}" "${pulled_rss}" >>"${results}"
+	echo "bench-pull.sh: run ${run}: ${runtime} pulled ${image_ref} in ${seconds} s using ${cpu_seconds} s of CPU (RSS ${idle_rss} KiB idle, ${pulled_rss} KiB after the pull)" >&2
 }
 
+# Other processes that compete for the CPU or the disk slow both runtimes by
+# different amounts, so the results print the load average from before and after the runs.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((run = 1; run <= runs; run++)); do
 	if ((run % 2 == 1)); then
 		order=(berth containerd)
@@ -253,6 +270,7 @@ echo
 echo "Cold pull of ${image}"
 echo "$(jq '.layers | length' <<<"${manifest}") layers, ${layer_total} bytes compressed (${layer_sizes})"
 echo "$("${berth_bin}" --version), $(containerd --version | awk '{ print $1, $3 }'), ${runs} runs, $(date -u +%Y-%m-%d)"
+echo "load average (1, 5, 15 min): ${load_before} before the runs, $(cut -d' ' -f1-3 /proc/loadavg) after"
 echo
 python3 - "${results}" <<-'EOF'
 	import csv
@@ -263,25 +281,31 @@ python3 - "${results}" <<-'EOF'
 	runtimes = ["berth", "containerd"]
 
 
-	def column(runtime, field):
-	    return [float(row[field]) for row in rows if row["runtime"] == runtime]
+	def median(runtime, field):
+	    return statistics.median(float(row[field]) for row in rows if row["runtime"] == runtime)
 
 
-	print("| run | berth (s) | containerd (s) |")
-	print("| --- | ---: | ---: |")
+	print("| run | berth time (s) | berth CPU (s) | containerd time (s) | containerd CPU (s) |")
+	print("| --- | ---: | ---: | ---: | ---: |")
 	for run in sorted({int(row["run"]) for row in rows}):
-	    times = {row["runtime"]: row["seconds"] for row in rows if int(row["run"]) == run}
-	    print(f"| {run} | {times['berth']} | {times['containerd']} |")
+	    by_runtime = {row["runtime"]: row for row in rows if int(row["run"]) == run}
+	    berth, containerd = by_runtime["berth"], by_runtime["containerd"]
+	    print(f"| {run} | {berth['seconds']} | {berth['cpu_seconds']} "
+	          f"| {containerd['seconds']} | {containerd['cpu_seconds']} |")
 
-	median = {runtime: statistics.median(column(runtime, "seconds")) for runtime in runtimes}
-	idle = {runtime: statistics.median(column(runtime, "idle_rss_kib")) / 1024 for runtime in runtimes}
-	pulled = {runtime: statistics.median(column(runtime, "pulled_rss_kib")) / 1024 for runtime in runtimes}
-	print(f"| median | {median['berth']:.3f} | {median['containerd']:.3f} |")
+	time = {runtime: median(runtime, "seconds") for runtime in runtimes}
+	cpu = {runtime: median(runtime, "cpu_seconds") for runtime in runtimes}
+	print(f"| median | {time['berth']:.3f} | {cpu['berth']:.2f} "
+	      f"| {time['containerd']:.3f} | {cpu['containerd']:.2f} |")
 	print()
-	print("| memory (median of runs) | berth (MiB) | containerd (MiB) | berth / containerd |")
+
+	print("| median of runs | berth | containerd | berth / containerd |")
 	print("| --- | ---: | ---: | ---: |")
-	print(f"| idle RSS | {idle['berth']:.1f} | {idle['containerd']:.1f} | {idle['berth'] / idle['containerd']:.2f} |")
-	print(f"| RSS after the pull | {pulled['berth']:.1f} | {pulled['containerd']:.1f} | {pulled['berth'] / pulled['containerd']:.2f} |")
-	print()
-	print(f"Median pull time, berth / containerd: {median['berth'] / median['containerd']:.2f}")
+	print(f"| pull time (s) | {time['berth']:.3f} | {time['containerd']:.3f} "
+	      f"| {time['berth'] / time['containerd']:.2f} |")
+	print(f"| CPU time of the pull (s) | {cpu['berth']:.2f} | {cpu['containerd']:.2f} "
+	      f"| {cpu['berth'] / cpu['containerd']:.2f} |")
+	for label, field in [("idle RSS (MiB)", "idle_rss_kib"), ("RSS after the pull (MiB)", "pulled_rss_kib")]:
+	    berth, containerd = (median(runtime, field) / 1024 for runtime in runtimes)
+	    print(f"| {label} | {berth:.1f} | {containerd:.1f} | {berth / containerd:.2f} |")
 EOF

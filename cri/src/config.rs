@@ -90,7 +90,9 @@ pub type RegistryHosts = BTreeMap<String, RegistryHost>;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// Runtime handler used when a pod names none.
+    /// Runtime handler used when a pod names none. Empty picks one: crun when it is installed
+    /// and the host's cgroups are not a v1/v2 hybrid (crun 1.8 rejects hybrid layouts), else
+    /// runc.
     pub default_runtime: String,
     /// OCI runtime binaries by runtime handler name, such as `runc = "/usr/sbin/runc"`.
     /// Handlers named here replace the detected ones; `runc` and `crun` are detected in PATH.
@@ -108,7 +110,7 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            default_runtime: "runc".to_string(),
+            default_runtime: String::new(),
             runtimes: BTreeMap::new(),
             cgroup_parent: "/berth".to_string(),
             shm_size_bytes: 64 << 20,

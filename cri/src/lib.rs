@@ -1,6 +1,7 @@
 //! Berth's CRI services as a library: the image store and puller, the metadata store, and the
 //! gRPC server that exposes them as the Kubernetes CRI v1 `RuntimeService` and `ImageService`.
 
+pub mod cgroups;
 pub mod config;
 pub mod image;
 pub mod network;

@@ -160,3 +160,96 @@ async fn pod_runs_logs_execs_and_is_removed() {
     let pod_cgroups = cgroup_dirs(&format!("{}/pod-{}", pods.cgroup_parent, &sandbox[..12]));
     assert!(pod_cgroups.is_empty(), "pod cgroups left: {pod_cgroups:?}");
 }
+
+/// crun 1.8 rejects hosts that mount cgroup v1 controllers next to a cgroup2 hierarchy. On
+/// such a host the pod must fail with crun's reason in the message; elsewhere it must run.
+#[tokio::test]
+async fn crun_handler_runs_container() {
+    let pods = PodDaemon::start("").await;
+    pods.daemon.pull(&berth_tests::image("busybox")).await.expect("pull busybox");
+    let mut client = pods.runtime().await;
+    let config = pods.pod_config("crunpod");
+    let sandbox = client
+        .run_pod_sandbox(berth_proto::cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: "crun".to_string(),
+        })
+        .await
+        .expect("RunPodSandbox with the crun handler")
+        .into_inner()
+        .pod_sandbox_id;
+    let container = client
+        .create_container(berth_proto::cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(berth_tests::pods::container_config("main", &berth_tests::image("busybox"), &["sleep", "600"])),
+            sandbox_config: Some(config),
+        })
+        .await
+        .expect("CreateContainer with crun")
+        .into_inner()
+        .container_id;
+    let started = client
+        .start_container(berth_proto::cri::StartContainerRequest {
+            container_id: container.clone(),
+        })
+        .await;
+
+    if hybrid_cgroup_host() {
+        let err = started.expect_err("crun 1.8 should refuse a hybrid cgroup host");
+        assert!(err.message().contains("hybrid"), "message should carry crun's reason: {}", err.message());
+    } else {
+        started.expect("StartContainer with crun");
+        let exec = client
+            .exec_sync(ExecSyncRequest {
+                container_id: container.clone(),
+                cmd: vec!["cat".into(), "/etc/hostname".into()],
+                timeout: 10,
+            })
+            .await
+            .expect("ExecSync through crun")
+            .into_inner();
+        assert_eq!(String::from_utf8_lossy(&exec.stdout), "crunpod\n");
+    }
+
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox })
+        .await
+        .expect("remove the crun pod");
+}
+
+fn hybrid_cgroup_host() -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo.contains(" - cgroup ") && mountinfo.contains(" - cgroup2 ")
+}
+
+/// crictl and critest send pod configs without a hostname: the pod gets the node's.
+#[tokio::test]
+async fn pod_without_hostname_gets_node_name() {
+    let pods = PodDaemon::start("").await;
+    pods.daemon.pull(&berth_tests::image("busybox")).await.expect("pull busybox");
+    let mut config = pods.pod_config("nameless");
+    config.hostname.clear();
+    let sandbox = pods.run_pod(config.clone()).await;
+    let container = pods
+        .create_and_start(
+            &sandbox,
+            config,
+            berth_tests::pods::container_config("main", &berth_tests::image("busybox"), &["sleep", "600"]),
+        )
+        .await;
+
+    let exec = pods
+        .runtime()
+        .await
+        .exec_sync(ExecSyncRequest {
+            container_id: container,
+            cmd: vec!["hostname".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync hostname")
+        .into_inner();
+
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), node);
+}

@@ -305,7 +305,7 @@ async fn stop_and_remove_twice() {
             .await
             .unwrap_or_else(|status| panic!("RemovePodSandbox #{attempt} failed: {status:?}"));
     }
-    let gone = client
+    let removed_status = client
         .pod_sandbox_status(PodSandboxStatusRequest {
             pod_sandbox_id: sandbox.clone(),
             verbose: false,
@@ -313,9 +313,9 @@ async fn stop_and_remove_twice() {
         .await
         .expect_err("PodSandboxStatus of a removed sandbox fails");
     assert_eq!(
-        gone.code(),
+        removed_status.code(),
         Code::NotFound,
-        "status of a removed sandbox: {gone:?}"
+        "status of a removed sandbox: {removed_status:?}"
     );
 
     let unknown = "0f".repeat(32);

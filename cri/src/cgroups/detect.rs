@@ -10,7 +10,7 @@ use super::CgroupError;
 
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
-/// Where systemd and most distributions mount the cgroup hierarchies.
+/// Mount point of the cgroup hierarchies under systemd and on most distributions.
 const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
 
 /// Controllers a cgroup v1 mount can carry, as named in its mount options.
@@ -85,8 +85,7 @@ impl Hierarchy {
     /// cgroup filesystem is mounted.
     pub fn detect() -> Result<Hierarchy, CgroupError> {
         let path = Path::new(MOUNTINFO);
-        let text =
-            fs::read_to_string(path).map_err(|err| CgroupError::io("reading", path, err))?;
+        let text = fs::read_to_string(path).map_err(|err| CgroupError::io("reading", path, err))?;
         let hierarchy = Hierarchy::from_mountinfo(&text)?;
         tracing::debug!(?hierarchy, "detected cgroup hierarchies");
         Ok(hierarchy)
@@ -102,29 +101,30 @@ impl Hierarchy {
 
         let v2_at_default = mounts
             .iter()
-            .find(|mount| mount.options.is_none() && mount.point == Path::new(DEFAULT_ROOT));
+            .find(|mount| mount.v1_options.is_none() && mount.point == Path::new(DEFAULT_ROOT));
         if let Some(mount) = v2_at_default {
             return Ok(Hierarchy::v2(mount.point.clone()));
         }
 
         let mut v1 = V1Mounts::default();
         for mount in &mounts {
-            let Some(options) = &mount.options else {
+            let Some(options) = &mount.v1_options else {
                 v1.unified.get_or_insert_with(|| mount.point.clone());
                 continue;
             };
-            let mut named = false;
+            // A hierarchy carries controllers, or only a name (`name=systemd`).
+            let mut is_hierarchy = false;
             for option in options.split(',') {
                 if V1_CONTROLLERS.contains(&option) {
                     v1.controllers
                         .entry(option.to_string())
                         .or_insert_with(|| mount.point.clone());
-                    named = true;
+                    is_hierarchy = true;
                 } else if option.starts_with("name=") {
-                    named = true;
+                    is_hierarchy = true;
                 }
             }
-            if named && !v1.hierarchies.contains(&mount.point) {
+            if is_hierarchy && !v1.hierarchies.contains(&mount.point) {
                 v1.hierarchies.push(mount.point.clone());
             }
         }
@@ -173,7 +173,7 @@ impl Hierarchy {
                 .map_err(|err| CgroupError::io("resolving", &path, err))?;
             names.push((entry.file_name().to_string_lossy().into_owned(), target));
         }
-        // Sorted so that a test sees the same order on every run.
+        // Sorted so that the hierarchies come in the same order on every run.
         names.sort();
 
         let mut v1 = V1Mounts::default();
@@ -212,7 +212,7 @@ impl Hierarchy {
         }
     }
 
-    /// Returns the mount point that holds `controller`'s files: its own hierarchy on cgroup v1,
+    /// Returns the mount point that contains `controller`'s files: its own hierarchy on cgroup v1,
     /// the single root on cgroup v2 (whether or not the controller is enabled there).
     pub fn mount_point(&self, controller: &str) -> Option<&Path> {
         match &self.layout {
@@ -226,7 +226,7 @@ impl Hierarchy {
 struct CgroupMount {
     point: PathBuf,
     /// Super options of a cgroup v1 mount (`rw,cpu,cpuacct`); `None` for cgroup2.
-    options: Option<String>,
+    v1_options: Option<String>,
 }
 
 /// Parses one mountinfo line, returning `None` for anything but a cgroup or cgroup2 mount.
@@ -240,14 +240,14 @@ fn parse_mount(line: &str) -> Option<CgroupMount> {
     let fstype = after.next()?;
     let super_options = after.nth(1).unwrap_or("");
 
-    let options = match fstype {
+    let v1_options = match fstype {
         "cgroup2" => None,
         "cgroup" => Some(super_options.to_string()),
         _ => return None,
     };
     Some(CgroupMount {
         point: PathBuf::from(unescape_octal(point)),
-        options,
+        v1_options,
     })
 }
 

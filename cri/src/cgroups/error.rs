@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use super::CgroupVersion;
 
-/// Error of a cgroup operation. [`CgroupError::is_invalid_argument`] tells the gRPC layer which
-/// errors come from the request (`InvalidArgument`) rather than from the host.
+/// Error of a cgroup operation. [`CgroupError::is_invalid_argument`] returns true for the errors
+/// that come from the request (gRPC `InvalidArgument`) rather than from the host.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    /// A resource value the kernel would reject or that breaks a CRI rule.
+    /// A resource value the kernel would reject or that breaks a CRI rule. `field` is the CRI
+    /// field's name where the CRI has one (`cpu_quota`, `memory_limit_in_bytes`).
     #[error("invalid {field} {value:?}: {reason}")]
     Invalid {
         field: &'static str,
@@ -102,5 +103,17 @@ impl CgroupError {
             path: path.to_path_buf(),
             reason: reason.into(),
         }
+    }
+
+    /// Error for a huge page size whose hugetlb file is missing: the host has no such pages.
+    pub(super) fn unsupported_page_size(page_size: &str, file: &Path) -> Self {
+        CgroupError::invalid(
+            "hugepage_limits.page_size",
+            page_size,
+            format!(
+                "the host has no huge pages of this size ({} does not exist)",
+                file.display()
+            ),
+        )
     }
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use super::CgroupError;
 
-/// Longest name of a single path component, from Linux's `NAME_MAX`.
+/// Maximum length in bytes of one path component: Linux's `NAME_MAX`.
 const NAME_MAX: usize = 255;
 
 /// Validated cgroup path relative to each hierarchy's mount point: absolute, below the root,
@@ -54,7 +54,14 @@ impl CgroupPath {
     ///
     /// [`CgroupError::InvalidPath`] when `name` is empty, `.`, `..` or contains a `/`.
     pub fn join(&self, name: &str) -> Result<CgroupPath, CgroupError> {
-        CgroupPath::new(&format!("{}/{name}", self.0))
+        let path = format!("{}/{name}", self.0);
+        if name.contains('/') {
+            return Err(CgroupError::InvalidPath {
+                path,
+                reason: "a child name must not contain /",
+            });
+        }
+        CgroupPath::new(&path)
     }
 
     /// Returns the parent cgroup, or `None` for a cgroup directly below the root.

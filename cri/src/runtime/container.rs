@@ -23,6 +23,10 @@ const EXIT_POLL: Duration = Duration::from_millis(10);
 /// How long StopContainer waits for the exit after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// Serializes the recording of exits. StopContainer, the task waiting for the monitor and the
+/// exit poller can all see one exit file, and only the first may record it and emit the event.
+static EXIT_RECORDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Lifecycle state of a container, derived from its record and its exit file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerState {
@@ -372,9 +376,14 @@ impl RuntimeService {
     }
 
     /// Stops a running container: the image's stop signal, then SIGKILL after `timeout`
-    /// seconds. Stopping a container that is not running succeeds. StopContainer.
+    /// seconds. Stopping a container that is not running or not known succeeds. StopContainer.
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), RuntimeError> {
-        let container = self.container(id)?;
+        // Stopping is idempotent for the kubelet, also for a container that is already gone.
+        let container = match self.container(id) {
+            Ok(container) => container,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(err) => return Err(err),
+        };
         if container.state != ContainerState::Running {
             return Ok(());
         }
@@ -574,7 +583,7 @@ impl RuntimeService {
     }
 
     /// Records the exit of a running container whose monitor wrote its exit file, and returns
-    /// the updated record.
+    /// the updated record, also when another caller recorded the exit first.
     pub(super) fn refresh_exit(
         &self,
         record: &ContainerRecord,
@@ -585,7 +594,23 @@ impl RuntimeService {
         let Some(exit) = ExitRecord::read(&self.bundle_dir(&record.id)) else {
             return Ok(None);
         };
-        let mut updated = record.clone();
+
+        let _recording = EXIT_RECORDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(current) = self
+            .store
+            .containers()?
+            .into_iter()
+            .find(|stored| stored.id == record.id)
+        else {
+            return Ok(None);
+        };
+        if current.finished_at_ns != 0 {
+            return Ok(Some(current));
+        }
+
+        let mut updated = current;
         updated.exit_code = exit.exit_code;
         updated.finished_at_ns = exit.finished_at_ns;
         updated.reason = if exit.oom_killed {

@@ -8,6 +8,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::container::ContainerState;
 use super::{RuntimeError, RuntimeService, new_id};
 
+/// How long a timed-out ExecSync waits for `runc exec` to reap the killed command.
+const EXEC_REAP_WAIT: Duration = Duration::from_secs(5);
+
 /// Output of a finished ExecSync command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -97,6 +100,10 @@ impl RuntimeService {
                             nix::sys::signal::Signal::SIGKILL,
                         );
                     }
+                    // `runc exec` is the command's parent, so let it reap the command and exit.
+                    // Killed first, it would pass the dead command to the host's init, which
+                    // leaves a zombie unless it reaps orphans.
+                    let _ = tokio::time::timeout(EXEC_REAP_WAIT, child.wait()).await;
                     return Err(RuntimeError::ExecTimedOut {
                         id,
                         seconds: timeout_seconds,

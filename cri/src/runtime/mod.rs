@@ -82,6 +82,11 @@ impl RuntimeService {
         }
         let layers_dir = images.root().join("containers");
         let runtimes = detect_runtimes(&config, state_dir);
+        let mut config = config;
+        if config.default_runtime.is_empty() {
+            config.default_runtime = pick_default_runtime(&runtimes);
+            tracing::info!(handler = %config.default_runtime, "chose the default runtime handler");
+        }
         if !runtimes.contains_key(&config.default_runtime) {
             tracing::warn!(
                 handler = %config.default_runtime,
@@ -227,6 +232,27 @@ fn detect_runtimes(config: &RuntimeConfig, state_dir: &Path) -> BTreeMap<String,
             (name, runtime)
         })
         .collect()
+}
+
+/// Picks crun, which starts containers faster than runc, unless it is missing or the host mixes
+/// cgroup v1 controllers with a cgroup2 mount, which crun 1.8 refuses to run on.
+fn pick_default_runtime(runtimes: &BTreeMap<String, OciRuntime>) -> String {
+    if runtimes.contains_key("crun") && !is_hybrid_cgroup_host() {
+        "crun".to_string()
+    } else {
+        "runc".to_string()
+    }
+}
+
+/// Returns true when cgroup v1 controllers are mounted and a cgroup2 hierarchy is mounted too.
+fn is_hybrid_cgroup_host() -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let types: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(" - ").nth(1))
+        .filter_map(|right| right.split(' ').next())
+        .collect();
+    types.contains(&"cgroup") && types.contains(&"cgroup2")
 }
 
 /// Returns this process's oom_score_adj, or 0 when unreadable.

@@ -173,7 +173,9 @@ impl RuntimeService {
         let host_network = namespace_mode(config, |ns| ns.network) == NamespaceMode::Node;
         let host_ipc = namespace_mode(config, |ns| ns.ipc) == NamespaceMode::Node;
         let shared_pid = namespace_mode(config, |ns| ns.pid) == NamespaceMode::Pod;
-        let hostname = if host_network {
+        // A pod that names no hostname gets the node's, as in containerd; crictl and critest
+        // send none.
+        let hostname = if host_network || config.hostname.is_empty() {
             nix::unistd::gethostname()
                 .map(|name| name.to_string_lossy().into_owned())
                 .unwrap_or_default()
@@ -357,6 +359,8 @@ impl RuntimeService {
         if record.ready || record.infra_pid.is_some() {
             record.ready = false;
             record.infra_pid = None;
+            // The addresses went back to IPAM with the network teardown.
+            record.ips.clear();
             self.store.put_sandbox(&record)?;
             tracing::info!(sandbox = %record.id, "sandbox stopped");
         }
