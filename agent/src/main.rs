@@ -49,6 +49,8 @@ pub struct MonitorArgs {
     log_path: PathBuf,
     #[arg(long)]
     tty: bool,
+    #[arg(long)]
+    cgroup_path: Option<String>,
 }
 
 /// Flags of `berth serve`; each overrides the config file's field of the same name.
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
                 runtime_root: args.runtime_root,
                 log_path: args.log_path,
                 tty: args.tty,
+                cgroup_path: args.cgroup_path,
             };
             exit_code(berth_cri::runtime::monitor::run(options))
         }

@@ -105,6 +105,9 @@ pub struct RuntimeConfig {
     pub exec_sync_max_output_bytes: usize,
     /// Seconds a container may take to start before StartContainer fails.
     pub start_timeout_seconds: u64,
+    /// Most processes one pod may run (`pids.max` of its cgroup); 0 means no limit. The CRI has
+    /// no per-container process limit, so this is the only one Berth sets.
+    pub pod_pids_limit: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -116,6 +119,7 @@ impl Default for RuntimeConfig {
             shm_size_bytes: 64 << 20,
             exec_sync_max_output_bytes: 16 << 20,
             start_timeout_seconds: 60,
+            pod_pids_limit: 0,
         }
     }
 }

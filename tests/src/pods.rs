@@ -73,6 +73,22 @@ impl PodDaemon {
         self.daemon.runtime().await
     }
 
+    /// Returns the pod's cgroups path, from the verbose PodSandboxStatus.
+    pub async fn pod_cgroup(&self, sandbox: &str) -> String {
+        let status = self
+            .runtime()
+            .await
+            .pod_sandbox_status(berth_proto::cri::PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox.to_string(),
+                verbose: true,
+            })
+            .await
+            .expect("verbose PodSandboxStatus")
+            .into_inner();
+        let info: serde_json::Value = serde_json::from_str(&status.info["info"]).expect("info is JSON");
+        info["cgroupParent"].as_str().expect("info.cgroupParent").to_string()
+    }
+
     /// Directory for the pod's container logs, under the test's temp dir.
     pub fn log_dir(&self, pod: &str) -> PathBuf {
         self.daemon.dir.path().join("logs").join(pod)

@@ -23,6 +23,12 @@ async fn pod_runs_logs_execs_and_is_removed() {
         )
         .await;
     let mut client = pods.runtime().await;
+    let pod_cgroup = pods.pod_cgroup(&sandbox).await;
+    assert!(
+        pod_cgroup.starts_with(&format!("{}/besteffort/pod", pods.cgroup_parent)),
+        "a pod without resources is BestEffort: {pod_cgroup}"
+    );
+    assert!(!cgroup_dirs(&pod_cgroup).is_empty(), "pod cgroup {pod_cgroup} was not created");
 
     let pod = client
         .pod_sandbox_status(PodSandboxStatusRequest {
@@ -148,16 +154,12 @@ async fn pod_runs_logs_execs_and_is_removed() {
             .is_none(),
         "bundle left"
     );
-    let container_cgroups: Vec<_> = cgroup_dirs(&format!(
-        "{}/pod-{}/{container}",
-        pods.cgroup_parent,
-        &sandbox[..12]
-    ));
+    let container_cgroups: Vec<_> = cgroup_dirs(&format!("{pod_cgroup}/{container}"));
     assert!(
         container_cgroups.is_empty(),
         "container cgroups left: {container_cgroups:?}"
     );
-    let pod_cgroups = cgroup_dirs(&format!("{}/pod-{}", pods.cgroup_parent, &sandbox[..12]));
+    let pod_cgroups = cgroup_dirs(&pod_cgroup);
     assert!(pod_cgroups.is_empty(), "pod cgroups left: {pod_cgroups:?}");
 }
 

@@ -45,6 +45,7 @@ async fn daemon_kill_and_restart() {
             &["sh", "-c", "i=0; while true; do echo tick-$i; i=$((i+1)); usleep 200000; done"],
         )
         .await;
+    let pod_cgroup = pods.pod_cgroup(&sandbox).await;
     let short = pods
         .create_and_start(
             &sandbox,
@@ -133,7 +134,6 @@ async fn daemon_kill_and_restart() {
         .map(|entries| entries.collect())
         .unwrap_or_default();
     assert!(layers.is_empty(), "writable layers remain: {layers:?}");
-    let pod_cgroup = format!("{}/pod-{}", pods.cgroup_parent, &sandbox[..12]);
     for container in [&counter, &short] {
         let left = cgroup_dirs(&format!("{pod_cgroup}/{container}"));
         assert!(left.is_empty(), "cgroups of container {container} remain: {left:?}");

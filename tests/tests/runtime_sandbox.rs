@@ -201,6 +201,7 @@ async fn status_verbose_info() {
     config
         .annotations
         .insert("note".to_string(), "kept".to_string());
+    let uid = config.metadata.as_ref().unwrap().uid.clone();
     let id = pods.run_pod(config).await;
 
     let (status, info) = sandbox_status(&pods, &id, false).await;
@@ -244,8 +245,8 @@ async fn status_verbose_info() {
     );
     assert_eq!(
         details["cgroupParent"].as_str(),
-        Some(format!("{}/pod-{}", pods.cgroup_parent, &id[..12]).as_str()),
-        "info.cgroupParent is below the configured parent"
+        Some(format!("{}/besteffort/pod{uid}", pods.cgroup_parent).as_str()),
+        "info.cgroupParent is the BestEffort QoS path under the configured parent"
     );
     assert!(
         details["infraPid"].is_null(),

@@ -302,6 +302,9 @@ impl RuntimeService {
         if container.config.tty {
             command.arg("--tty");
         }
+        if !container.record.cgroups_path.is_empty() {
+            command.arg("--cgroup-path").arg(&container.record.cgroups_path);
+        }
         // SAFETY: setsid is async-signal-safe; it detaches the monitor from the daemon's session
         // so that signals to the daemon's process group do not reach containers.
         unsafe {

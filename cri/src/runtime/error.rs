@@ -61,6 +61,9 @@ pub enum RuntimeError {
     Oci(#[from] OciError),
 
     #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 

@@ -20,6 +20,7 @@ pub mod infra;
 pub mod logs;
 pub mod monitor;
 mod mounts;
+mod resources;
 pub mod oci;
 pub mod sandbox;
 pub mod spec;
@@ -31,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use berth_proto::cri::ContainerEventResponse;
 use tokio::sync::broadcast;
 
+use crate::cgroups::{self, CgroupDriver, Hierarchy};
 use crate::config::RuntimeConfig;
 use crate::image::ImageService;
 use crate::image::locks::KeyedLocks;
@@ -64,6 +66,9 @@ pub struct RuntimeService {
     /// The daemon's own oom_score_adj: containers may not ask for less, because this process
     /// may lack CAP_SYS_RESOURCE to lower it.
     min_oom_score_adj: i32,
+    /// The cgroup driver, or `None` when no cgroup hierarchy was found: pods then run without
+    /// pod-level cgroups and limits.
+    cgroups: Option<Arc<dyn CgroupDriver>>,
 }
 
 impl RuntimeService {
@@ -97,6 +102,17 @@ impl RuntimeService {
         let berth_binary = std::env::current_exe()
             .map_err(|err| RuntimeError::io("find", Path::new("/proc/self/exe"), err))?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let cgroups = match Hierarchy::detect() {
+            Ok(hierarchy) => {
+                let driver = cgroups::cgroupfs(hierarchy);
+                tracing::info!(driver = driver.name(), version = ?driver.version(), "cgroup driver ready");
+                Some(driver)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "no usable cgroup hierarchy: pods run without pod cgroups");
+                None
+            }
+        };
         let service = Arc::new(Self {
             state_dir: state_dir.to_path_buf(),
             layers_dir,
@@ -110,6 +126,7 @@ impl RuntimeService {
             names: Mutex::new(HashMap::new()),
             events,
             min_oom_score_adj: own_oom_score_adj(),
+            cgroups,
         });
         service.adopt()?;
         service.clone().spawn_exit_poller();
@@ -119,6 +136,26 @@ impl RuntimeService {
     /// Returns the configured and detected runtime handlers, by name.
     pub fn handlers(&self) -> Vec<String> {
         self.runtimes.keys().cloned().collect()
+    }
+
+    /// Returns the cgroup driver's name, as RuntimeConfig reports it to the kubelet.
+    pub fn cgroup_driver_name(&self) -> &'static str {
+        self.cgroups.as_ref().map_or("cgroupfs", |driver| driver.name())
+    }
+
+    /// Runs a blocking cgroup operation off the async workers. Without a cgroup driver it does
+    /// nothing and returns `None`.
+    pub(crate) async fn with_cgroups<T: Send + 'static>(
+        &self,
+        operation: impl FnOnce(&dyn CgroupDriver) -> Result<T, cgroups::CgroupError> + Send + 'static,
+    ) -> Result<Option<T>, RuntimeError> {
+        let Some(driver) = self.cgroups.clone() else {
+            return Ok(None);
+        };
+        let result = tokio::task::spawn_blocking(move || operation(driver.as_ref()))
+            .await
+            .map_err(|err| RuntimeError::io("run cgroup task for", Path::new("/sys/fs/cgroup"), std::io::Error::other(err)))??;
+        Ok(Some(result))
     }
 
     /// Returns true when the default runtime handler has an OCI runtime binary.

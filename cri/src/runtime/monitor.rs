@@ -50,6 +50,8 @@ pub struct MonitorOptions {
     pub runtime_root: PathBuf,
     pub log_path: PathBuf,
     pub tty: bool,
+    /// cgroups path of the container, read at exit to tell an OOM kill from another SIGKILL.
+    pub cgroup_path: Option<String>,
 }
 
 /// The line the monitor writes to its stdout once the container started, or failed to.
@@ -146,13 +148,12 @@ fn start_and_wait(options: &MonitorOptions, report_pipe: &mut File) -> Result<()
     let finished_at_ns = now_ns();
     join_readers(readers);
 
-    // TODO: detect OOM kills from the container's memory cgroup (memory.events or
-    // memory.oom_control); until then an OOM kill is reported as SIGKILL.
+    let oom_killed = signal == Some(libc::SIGKILL) && options.oom_kills() > 0;
     let record = ExitRecord {
         exit_code,
         signal,
         finished_at_ns,
-        oom_killed: false,
+        oom_killed,
     };
     write_exit_record(&options.bundle, &record).map_err(|err| {
         format!(
@@ -163,6 +164,23 @@ fn start_and_wait(options: &MonitorOptions, report_pipe: &mut File) -> Result<()
 }
 
 impl MonitorOptions {
+    /// Returns how often the kernel's OOM killer killed a process of the container. The counter
+    /// lives in the container's own memory cgroup, also when the limit that was hit is the
+    /// pod's, so a pod-level OOM is charged to the container it hit.
+    fn oom_kills(&self) -> u64 {
+        let Some(path) = &self.cgroup_path else {
+            return 0;
+        };
+        let counted = crate::cgroups::Hierarchy::detect().and_then(|hierarchy| {
+            let path = crate::cgroups::CgroupPath::new(path)?;
+            crate::cgroups::cgroupfs(hierarchy).oom_kills(&path)
+        });
+        counted.unwrap_or_else(|err| {
+            eprintln!("berth monitor: cannot read the OOM kill count of {path}: {err}");
+            0
+        })
+    }
+
     fn runtime_command(&self) -> Command {
         let mut command = Command::new(&self.runtime);
         command.arg("--root").arg(&self.runtime_root);

@@ -10,6 +10,7 @@ use berth_proto::cri::{
 use prost::Message;
 
 use super::{RuntimeError, RuntimeService, infra, mounts, new_id, resolve_id};
+use crate::cgroups::{CgroupPath, QosClass, Resources, pod_cgroup_path};
 use crate::network::{self, DEFAULT_INTERFACE, NamespaceKind, SandboxNetwork};
 use crate::runtime::monitor::now_ns;
 use crate::store::SandboxRecord;
@@ -109,6 +110,7 @@ fn sandbox_name(config: &PodSandboxConfig) -> Result<String, RuntimeError> {
 /// Undoes the steps of a sandbox start that did not complete.
 #[derive(Default)]
 struct Rollback {
+    cgroup: Option<CgroupPath>,
     network: Option<SandboxNetwork>,
     infra_pid: Option<i32>,
     shm: Option<PathBuf>,
@@ -248,18 +250,16 @@ impl RuntimeService {
             None
         };
 
-        let cgroup_parent = config
-            .linux
-            .as_ref()
-            .map(|linux| linux.cgroup_parent.clone())
-            .filter(|parent| !parent.is_empty())
-            .unwrap_or_else(|| {
-                format!(
-                    "{}/pod-{}",
-                    self.config.cgroup_parent.trim_end_matches('/'),
-                    &id[..12]
-                )
-            });
+        let (cgroup_path, owns_cgroup) = self.pod_cgroup(config)?;
+        let mut resources = pod_resources(config)?;
+        if self.config.pod_pids_limit > 0 {
+            resources.pids_limit = Some(crate::cgroups::Limit::Value(self.config.pod_pids_limit));
+        }
+        let create_path = cgroup_path.clone();
+        self.with_cgroups(move |driver| driver.create(&create_path, &resources)).await?;
+        if owns_cgroup {
+            rollback.cgroup = Some(cgroup_path.clone());
+        }
 
         let record = SandboxRecord {
             id: id.to_string(),
@@ -270,7 +270,8 @@ impl RuntimeService {
             ips: ips.iter().map(ToString::to_string).collect(),
             dir: dir.display().to_string(),
             infra_pid,
-            cgroup_parent,
+            cgroup_parent: cgroup_path.to_string(),
+            owns_cgroup,
         };
         self.store.put_sandbox(&record)?;
         tracing::info!(sandbox = %id, pod = %pod_label(config), ips = ?record.ips, "sandbox ready");
@@ -278,6 +279,11 @@ impl RuntimeService {
     }
 
     async fn roll_back(&self, rollback: Rollback) {
+        if let Some(path) = rollback.cgroup
+            && let Err(err) = self.with_cgroups(move |driver| driver.remove(&path)).await
+        {
+            tracing::warn!(error = %err, "removing the pod cgroup during rollback failed");
+        }
         if let Some(sandbox_network) = &rollback.network
             && let Err(err) = self.cni.teardown(sandbox_network).await
         {
@@ -407,8 +413,9 @@ impl RuntimeService {
                 }
             })
             .map_err(|err| RuntimeError::io("remove", &dir, err))?;
-        if self.owns_cgroup(&sandbox.record) {
-            remove_cgroup(&sandbox.record.cgroup_parent);
+        if sandbox.record.owns_cgroup {
+            let path = CgroupPath::new(&sandbox.record.cgroup_parent)?;
+            self.with_cgroups(move |driver| driver.remove(&path)).await?;
         }
         self.store.delete_sandbox(&sandbox.record.id)?;
         if let Ok(name) = sandbox_name(&sandbox.config) {
@@ -418,11 +425,23 @@ impl RuntimeService {
         Ok(())
     }
 
-    /// Returns true when Berth chose the pod's cgroup, because the request named no parent.
-    /// A parent from the request belongs to the kubelet, which removes it.
-    fn owns_cgroup(&self, record: &SandboxRecord) -> bool {
-        let own_prefix = format!("{}/pod-", self.config.cgroup_parent.trim_end_matches('/'));
-        record.cgroup_parent.starts_with(&own_prefix)
+    /// Returns the pod's cgroup and whether Berth owns it. The request's cgroup parent, which
+    /// the kubelet sets, is used as is and stays the kubelet's; without one, the pod goes into
+    /// the kubelet's QoS layout under `runtime.cgroup_parent`: `pod<uid>` for Guaranteed pods,
+    /// `burstable/pod<uid>` and `besteffort/pod<uid>` for the others.
+    fn pod_cgroup(&self, config: &PodSandboxConfig) -> Result<(CgroupPath, bool), RuntimeError> {
+        let requested = config
+            .linux
+            .as_ref()
+            .map(|linux| linux.cgroup_parent.as_str())
+            .filter(|parent| !parent.is_empty());
+        if let Some(parent) = requested {
+            return Ok((CgroupPath::new(parent)?, false));
+        }
+        let resources = pod_resources(config)?;
+        let qos = QosClass::from_resources(&resources);
+        let uid = config.metadata.as_ref().map(|metadata| metadata.uid.as_str()).unwrap_or_default();
+        Ok((pod_cgroup_path(&self.config.cgroup_parent, qos, uid)?, true))
     }
 
     /// Returns the paths a container of this sandbox joins.
@@ -521,32 +540,17 @@ pub(super) fn labels_match(
         .all(|(key, value)| labels.get(key) == Some(value))
 }
 
-/// Removes a cgroup from every mounted cgroup hierarchy. The OCI runtime removes container
-/// cgroups, but not the pod-level directory it created above them.
-fn remove_cgroup(path: &str) {
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
+/// Returns the pod's resources, with the pod overhead added, as the request gives them.
+fn pod_resources(config: &PodSandboxConfig) -> Result<Resources, RuntimeError> {
+    let Some(linux) = config.linux.as_ref() else {
+        return Ok(Resources::default());
     };
-    for line in mountinfo.lines() {
-        // Fields: ID, parent, major:minor, root, mount point, options, optional fields, "-", type.
-        let mut halves = line.splitn(2, " - ");
-        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
-            continue;
-        };
-        let fs_type = right.split(' ').next().unwrap_or_default();
-        if fs_type != "cgroup" && fs_type != "cgroup2" {
-            continue;
-        }
-        let Some(mount_point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        let dir = PathBuf::from(mount_point).join(path.trim_start_matches('/'));
-        match std::fs::remove_dir(&dir) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                tracing::warn!(cgroup = %dir.display(), error = %err, "cannot remove pod cgroup")
-            }
-        }
+    let mut resources = match &linux.resources {
+        Some(resources) => Resources::from_cri(resources)?,
+        None => Resources::default(),
+    };
+    if let Some(overhead) = &linux.overhead {
+        resources.add_overhead(&Resources::from_cri(overhead)?);
     }
+    Ok(resources)
 }

@@ -52,6 +52,8 @@ impl From<RuntimeError> for Status {
             | RuntimeError::UnknownHandler { .. } => Code::FailedPrecondition,
             RuntimeError::ExecTimedOut { .. } => Code::DeadlineExceeded,
             RuntimeError::Image(image) => image_error_code(image),
+            RuntimeError::Cgroup(cgroup) if cgroup.is_invalid_argument() => Code::InvalidArgument,
+            RuntimeError::Cgroup(_) => Code::Internal,
             RuntimeError::StartFailed { .. }
             | RuntimeError::Io { .. }
             | RuntimeError::Network(_)

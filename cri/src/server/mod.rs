@@ -14,6 +14,7 @@ mod image_remove;
 mod image_service;
 mod image_status;
 mod listen;
+mod resources_update;
 mod runtime_config;
 mod runtime_service;
 mod sandbox_run;

@@ -189,11 +189,8 @@ impl RuntimeService for CriRuntimeService {
             .map(Response::new)
     }
 
-    async fn update_container_resources(
-        &self,
-        _request: Request<UpdateContainerResourcesRequest>,
-    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
-        Err(unimplemented("UpdateContainerResources"))
+    async fn update_container_resources(&self, request: Request<UpdateContainerResourcesRequest>) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+        self.update_container_resources(request.into_inner()).await.map(Response::new)
     }
 
     async fn exec(&self, _request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
@@ -270,11 +267,8 @@ impl RuntimeService for CriRuntimeService {
         Err(unimplemented("ListPodSandboxMetrics"))
     }
 
-    async fn update_pod_sandbox_resources(
-        &self,
-        _request: Request<UpdatePodSandboxResourcesRequest>,
-    ) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
-        Err(unimplemented("UpdatePodSandboxResources"))
+    async fn update_pod_sandbox_resources(&self, request: Request<UpdatePodSandboxResourcesRequest>) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
+        self.update_pod_sandbox_resources(request.into_inner()).await.map(Response::new)
     }
 
     async fn stream_container_stats(

@@ -98,6 +98,10 @@ pub struct SandboxRecord {
     pub infra_pid: Option<i32>,
     /// cgroups path of the pod, parent of its containers' cgroups.
     pub cgroup_parent: String,
+    /// Whether Berth chose and created the pod cgroup, and so removes it with the pod. A parent
+    /// named by the request belongs to the kubelet.
+    #[serde(default)]
+    pub owns_cgroup: bool,
 }
 
 /// A container.

@@ -1,0 +1,364 @@
+//! Pod and container limits enforced by real cgroups: OOM kills, CPU throttling, a pids limit,
+//! live updates and the pod cgroup's limit as the sum of its containers'.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_proto::cri::{
+    LinuxContainerResources, UpdateContainerResourcesRequest, UpdatePodSandboxResourcesRequest,
+};
+use berth_tests::image;
+use berth_tests::pods::{PodDaemon, container_config};
+use tonic::Code;
+
+const MIB: i64 = 1 << 20;
+
+/// A shell loop that doubles a string until the memory limit stops it.
+const MEMORY_HOG: &str = "x=a; while true; do x=$x$x; done";
+
+/// Returns the path of a cgroup file, for cgroup v1 (`controller` hierarchy) or v2.
+fn cgroup_file(path: &str, controller: &str, file: &str) -> PathBuf {
+    let relative = path.trim_start_matches('/');
+    let v1 = PathBuf::from("/sys/fs/cgroup")
+        .join(controller)
+        .join(relative)
+        .join(file);
+    if v1.exists() {
+        return v1;
+    }
+    PathBuf::from("/sys/fs/cgroup").join(relative).join(file)
+}
+
+fn read_number(path: &PathBuf) -> u64 {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{} holds {text:?}, not a number", path.display()))
+}
+
+fn limited(
+    mut config: berth_proto::cri::ContainerConfig,
+    resources: LinuxContainerResources,
+) -> berth_proto::cri::ContainerConfig {
+    config.linux.get_or_insert_with(Default::default).resources = Some(resources);
+    config
+}
+
+#[tokio::test]
+async fn container_over_memory_limit_is_oom_killed() {
+    let pods = PodDaemon::start("").await;
+    pods.daemon
+        .pull(&image("busybox"))
+        .await
+        .expect("pull busybox");
+    let config = pods.pod_config("oom");
+    let sandbox = pods.run_pod(config.clone()).await;
+    let resources = LinuxContainerResources {
+        memory_limit_in_bytes: 32 * MIB,
+        ..Default::default()
+    };
+    let container = pods
+        .create_and_start(
+            &sandbox,
+            config,
+            limited(
+                container_config("hog", &image("busybox"), &["sh", "-c", MEMORY_HOG]),
+                resources,
+            ),
+        )
+        .await;
+
+    let status = pods.wait_exited(&container, Duration::from_secs(60)).await;
+
+    assert_eq!(status.exit_code, 137, "an OOM kill is SIGKILL");
+    assert_eq!(status.reason, "OOMKilled");
+}
+
+#[tokio::test]
+async fn pod_limit_oom_is_charged_to_container() {
+    let pods = PodDaemon::start("").await;
+    pods.daemon
+        .pull(&image("busybox"))
+        .await
+        .expect("pull busybox");
+    let mut config = pods.pod_config("podoom");
+    config.linux.get_or_insert_with(Default::default).resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 48 * MIB,
+        ..Default::default()
+    });
+    let sandbox = pods.run_pod(config.clone()).await;
+    let pod_cgroup = pods.pod_cgroup(&sandbox).await;
+    let container = pods
+        .create_and_start(
+            &sandbox,
+            config,
+            container_config("hog", &image("busybox"), &["sh", "-c", MEMORY_HOG]),
+        )
+        .await;
+
+    let status = pods.wait_exited(&container, Duration::from_secs(60)).await;
+
+    let limit = read_number(&cgroup_file(&pod_cgroup, "memory", "memory.limit_in_bytes"));
+    assert_eq!(limit, 48 << 20, "the pod cgroup carries the pod's limit");
+    assert_eq!(status.exit_code, 137, "an OOM kill is SIGKILL");
+    assert_eq!(
+        status.reason, "OOMKilled",
+        "a pod-level OOM is reported on the container it hit"
+    );
+}
+
+#[tokio::test]
+async fn cpu_quota_throttles_busy_loop() {
+    let pods = PodDaemon::start("").await;
+    pods.daemon
+        .pull(&image("busybox"))
+        .await
+        .expect("pull busybox");
+    let config = pods.pod_config("throttle");
+    let sandbox = pods.run_pod(config.clone()).await;
+    let pod_cgroup = pods.pod_cgroup(&sandbox).await;
+    let resources = LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: 10_000,
+        ..Default::default()
+    };
+    let container = pods
+        .create_and_start(
+            &sandbox,
+            config,
+            limited(
+                container_config(
+                    "spin",
+                    &image("busybox"),
+                    &["sh", "-c", "while :; do :; done"],
+                ),
+                resources,
+            ),
+        )
+        .await;
+    let container_cgroup = format!("{pod_cgroup}/{container}");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let quota = read_number(&cgroup_file(&container_cgroup, "cpu", "cpu.cfs_quota_us"));
+    assert_eq!(quota, 10_000, "the quota reached the container cgroup");
+    let stat_path = cgroup_file(&container_cgroup, "cpu", "cpu.stat");
+    let stat = std::fs::read_to_string(&stat_path).expect("read cpu.stat");
+    let throttled: u64 = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("nr_throttled "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no nr_throttled in {stat:?}"));
+    assert!(
+        throttled > 3,
+        "a busy loop under a 10% quota should be throttled, nr_throttled = {throttled}"
+    );
+}
+
+#[tokio::test]
+async fn pids_limit_stops_fork_loop() {
+    let pods = PodDaemon::start_with_runtime("pod_pids_limit = 20\n", "").await;
+    pods.daemon
+        .pull(&image("busybox"))
+        .await
+        .expect("pull busybox");
+    let config = pods.pod_config("forks");
+    let sandbox = pods.run_pod(config.clone()).await;
+    let pod_cgroup = pods.pod_cgroup(&sandbox).await;
+    let command = "i=0; while [ $i -lt 60 ]; do sleep 300 & i=$((i+1)); done; sleep 300";
+    let container = pods
+        .create_and_start(
+            &sandbox,
+            config,
+            container_config("forker", &image("busybox"), &["sh", "-c", command]),
+        )
+        .await;
+    let log = pods.log_dir("forks").join("forker.log");
+
+    // busybox sh reports the failed fork and stops the loop.
+    let messages =
+        berth_tests::pods::wait_for_log(&log, "can't fork", Duration::from_secs(30)).await;
+
+    let max = std::fs::read_to_string(cgroup_file(&pod_cgroup, "pids", "pids.max"))
+        .expect("read pids.max");
+    assert_eq!(max.trim(), "20");
+    // The shell exits at the first refused fork, ending its PID namespace, so pids.current is
+    // back to 0 here. pids.events counts the refusals: cgroup v1 charges them to the forking
+    // task's own cgroup, cgroup v2 to the cgroup whose limit was hit.
+    let refused = |path: &str| -> u64 {
+        let events = std::fs::read_to_string(cgroup_file(path, "pids", "pids.events"))
+            .unwrap_or_else(|err| panic!("read pids.events of {path}: {err}"));
+        events
+            .lines()
+            .find_map(|line| line.strip_prefix("max "))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no max line in pids.events {events:?}"))
+    };
+    let total = refused(&pod_cgroup) + refused(&format!("{pod_cgroup}/{container}"));
+    assert!(total > 0, "no cgroup of the pod counted a refused fork");
+    assert!(
+        messages.iter().any(|line| line.contains("Resource temporarily unavailable")),
+        "the fork failure should be EAGAIN: {messages:?}"
+    );
+}
+
+#[tokio::test]
+async fn update_raises_memory_limit_for_running_process() {
+    let pods = PodDaemon::start("").await;
+    pods.daemon
+        .pull(&image("busybox"))
+        .await
+        .expect("pull busybox");
+    let config = pods.pod_config("grow");
+    let sandbox = pods.run_pod(config.clone()).await;
+    let pod_cgroup = pods.pod_cgroup(&sandbox).await;
+    let small = LinuxContainerResources {
+        memory_limit_in_bytes: 16 * MIB,
+        ..Default::default()
+    };
+    let container = pods
+        .create_and_start(
+            &sandbox,
+            config,
+            limited(
+                container_config("app", &image("busybox"), &["sleep", "600"]),
+                small,
+            ),
+        )
+        .await;
+    let limit_file = cgroup_file(
+        &format!("{pod_cgroup}/{container}"),
+        "memory",
+        "memory.limit_in_bytes",
+    );
+    assert_eq!(read_number(&limit_file), 16 << 20, "initial limit");
+
+    pods.runtime()
+        .await
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: container.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 256 * MIB,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("UpdateContainerResources");
+
+    assert_eq!(read_number(&limit_file), 256 << 20, "updated limit");
+    // 2^25 bytes is twice the old limit; building it needs about three times that.
+    let grown = pods
+        .exec_stdout(
+            &container,
+            &[
+                "sh",
+                "-c",
+                "x=a; i=0; while [ $i -lt 25 ]; do x=$x$x; i=$((i+1)); done; echo ${#x}",
+            ],
+        )
+        .await;
+    assert_eq!(
+        grown.trim(),
+        "33554432",
+        "the process can use memory past the old limit"
+    );
+}
+
+#[tokio::test]
+async fn pod_cgroup_limit_is_sum_with_overhead() {
+    let pods = PodDaemon::start("").await;
+    let mut config = pods.pod_config("sum");
+    // As the kubelet does: the pod's resources are the sum of its containers', and the
+    // RuntimeClass overhead comes on top.
+    let linux = config.linux.get_or_insert_with(Default::default);
+    linux.resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: (64 + 32) * MIB,
+        cpu_period: 100_000,
+        cpu_quota: 50_000 + 25_000,
+        cpu_shares: 768,
+        ..Default::default()
+    });
+    linux.overhead = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 8 * MIB,
+        cpu_period: 100_000,
+        cpu_quota: 10_000,
+        ..Default::default()
+    });
+    let sandbox = pods.run_pod(config).await;
+    let pod_cgroup = pods.pod_cgroup(&sandbox).await;
+
+    assert!(
+        pod_cgroup.contains("/burstable/pod"),
+        "limits without matching requests are Burstable: {pod_cgroup}"
+    );
+    assert_eq!(
+        read_number(&cgroup_file(&pod_cgroup, "memory", "memory.limit_in_bytes")),
+        104 << 20
+    );
+    assert_eq!(
+        read_number(&cgroup_file(&pod_cgroup, "cpu", "cpu.cfs_quota_us")),
+        85_000
+    );
+
+    pods.runtime()
+        .await
+        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: sandbox.clone(),
+            overhead: None,
+            resources: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 200 * MIB,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("UpdatePodSandboxResources");
+    assert_eq!(
+        read_number(&cgroup_file(&pod_cgroup, "memory", "memory.limit_in_bytes")),
+        200 << 20
+    );
+}
+
+#[tokio::test]
+async fn invalid_resources_are_rejected() {
+    let pods = PodDaemon::start("").await;
+    let cases = [
+        (
+            "quota below the kernel minimum",
+            LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_quota: 500,
+                ..Default::default()
+            },
+        ),
+        (
+            "negative memory",
+            LinuxContainerResources {
+                memory_limit_in_bytes: -5,
+                ..Default::default()
+            },
+        ),
+        (
+            "cpuset outside the host",
+            LinuxContainerResources {
+                cpuset_cpus: "4096".into(),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (case, resources) in cases {
+        let mut config = pods.pod_config("invalid");
+        config.linux.get_or_insert_with(Default::default).resources = Some(resources);
+        let err = pods
+            .runtime()
+            .await
+            .run_pod_sandbox(berth_proto::cri::RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect_err(case);
+        assert_eq!(err.code(), Code::InvalidArgument, "{case}: {err:?}");
+    }
+}
