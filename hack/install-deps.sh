@@ -13,6 +13,9 @@ packages=(
 	containerd
 	containernetworking-plugins
 	iptables
+	# ip and nsenter, used by the network tests to inspect and clean up pod interfaces.
+	iproute2
+	util-linux
 	# Local registry and image tools, used by start-registry.sh and
 	# build-test-images.sh. NOTE: on a host whose init system runs services,
 	# Debian's docker-registry and containerd packages enable and start their
