@@ -19,6 +19,7 @@ mod runtime_config;
 mod runtime_service;
 mod sandbox_run;
 mod sandbox_status;
+mod stats;
 mod status;
 mod version;
 

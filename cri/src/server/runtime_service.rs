@@ -1,5 +1,5 @@
 //! `runtime.v1.RuntimeService`: each RPC delegates to the file named after it. RPCs of
-//! features not built yet (stats, resource updates, streaming, checkpoints) return
+//! features not built yet (streaming, checkpoints, runtime config updates) return
 //! UNIMPLEMENTED with a message naming the RPC.
 
 use berth_proto::cri::runtime_service_server::RuntimeService;
@@ -213,30 +213,38 @@ impl RuntimeService for CriRuntimeService {
 
     async fn container_stats(
         &self,
-        _request: Request<ContainerStatsRequest>,
+        request: Request<ContainerStatsRequest>,
     ) -> Result<Response<ContainerStatsResponse>, Status> {
-        Err(unimplemented("ContainerStats"))
+        self.container_stats(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<ListContainerStatsRequest>,
+        request: Request<ListContainerStatsRequest>,
     ) -> Result<Response<ListContainerStatsResponse>, Status> {
-        Err(unimplemented("ListContainerStats"))
+        self.list_container_stats(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<PodSandboxStatsRequest>,
+        request: Request<PodSandboxStatsRequest>,
     ) -> Result<Response<PodSandboxStatsResponse>, Status> {
-        Err(unimplemented("PodSandboxStats"))
+        self.pod_sandbox_stats(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<ListPodSandboxStatsRequest>,
+        request: Request<ListPodSandboxStatsRequest>,
     ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxStats"))
+        self.list_pod_sandbox_stats(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn update_runtime_config(
@@ -255,16 +263,20 @@ impl RuntimeService for CriRuntimeService {
 
     async fn list_metric_descriptors(
         &self,
-        _request: Request<ListMetricDescriptorsRequest>,
+        request: Request<ListMetricDescriptorsRequest>,
     ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
-        Err(unimplemented("ListMetricDescriptors"))
+        Ok(Response::new(
+            self.list_metric_descriptors(request.into_inner()),
+        ))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
-        _request: Request<ListPodSandboxMetricsRequest>,
+        request: Request<ListPodSandboxMetricsRequest>,
     ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxMetrics"))
+        self.list_pod_sandbox_metrics(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn update_pod_sandbox_resources(&self, request: Request<UpdatePodSandboxResourcesRequest>) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
@@ -273,22 +285,28 @@ impl RuntimeService for CriRuntimeService {
 
     async fn stream_container_stats(
         &self,
-        _request: Request<StreamContainerStatsRequest>,
+        request: Request<StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        Err(unimplemented("StreamContainerStats"))
+        self.stream_container_stats(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _request: Request<StreamPodSandboxStatsRequest>,
+        request: Request<StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        Err(unimplemented("StreamPodSandboxStats"))
+        self.stream_pod_sandbox_stats(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn stream_pod_sandbox_metrics(
         &self,
-        _request: Request<StreamPodSandboxMetricsRequest>,
+        request: Request<StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        Err(unimplemented("StreamPodSandboxMetrics"))
+        self.stream_pod_sandbox_metrics(request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
