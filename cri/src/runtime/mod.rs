@@ -24,6 +24,7 @@ mod resources;
 pub mod oci;
 pub mod sandbox;
 pub mod spec;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
