@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Build Berth's test images without docker and push them to a registry.
 #
-# Usage: hack/build-test-images.sh [--with-big] REGISTRY
+# Usage: hack/build-test-images.sh [--with-big] [--with-pause] REGISTRY
 #
 # REGISTRY is HOST:PORT of a plain-HTTP registry, such as the one that
 # hack/start-registry.sh starts (BERTH_TEST_REGISTRY in its registry.env).
 # hack/write-test-images.py writes every image into one OCI image layout in a
 # temporary directory, and skopeo pushes each one as REGISTRY/berth-test/NAME.
 # See write-test-images.py for what each image contains. --with-big adds
-# berth-test/big (about 100 MB, for benchmarks).
+# berth-test/big (about 100 MB, for benchmarks). --with-pause adds
+# berth-test/pause:3.9, a pod sandbox image for containerd whose entrypoint
+# sleeps forever.
 #
 # Prints one line per pushed image: the reference and its manifest digest.
 # Running it again on the same host pushes the same digests, because the
@@ -21,17 +23,20 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 [--with-big] REGISTRY" >&2
+	echo "usage: $0 [--with-big] [--with-pause] REGISTRY" >&2
 	echo "  REGISTRY  HOST:PORT of a plain-HTTP registry, such as 127.0.0.1:5000" >&2
 	echo "  --with-big  also build and push berth-test/big (about 100 MB)" >&2
+	echo "  --with-pause  also build and push berth-test/pause:3.9 (a sandbox image for containerd)" >&2
 	exit 2
 }
 
 with_big=()
+with_pause=()
 registry=
 for argument in "$@"; do
 	case ${argument} in
 	--with-big) with_big=(--with-big) ;;
+	--with-pause) with_pause=(--with-pause) ;;
 	-h | --help) usage ;;
 	-*)
 		echo "build-test-images.sh: unknown option '${argument}'" >&2
@@ -61,14 +66,16 @@ trap 'rm -rf "${work_dir}"' EXIT
 layout="${work_dir}/layout"
 
 echo "build-test-images.sh: writing the OCI image layout in ${layout}" >&2
-python3 "$(dirname "$0")/write-test-images.py" "${layout}" "${with_big[@]}"
+python3 "$(dirname "$0")/write-test-images.py" "${layout}" "${with_big[@]}" "${with_pause[@]}"
 
-# Push the layout's REF as REGISTRY/NAME:latest and print the reference with
-# its manifest digest. Extra arguments go to skopeo copy.
+# Push the layout's REF as REGISTRY/NAME, with tag latest unless NAME has a
+# tag, and print the reference with its manifest digest. Extra arguments go to
+# skopeo copy.
 push() {
 	local ref=$1 name=$2
 	shift 2
-	local destination="${registry}/${name}:latest"
+	local destination="${registry}/${name}"
+	[[ ${name} == *:* ]] || destination+=":latest"
 	local digest_file="${work_dir}/digest"
 
 	if ! skopeo copy --quiet --dest-tls-verify=false --digestfile "${digest_file}" \
@@ -96,4 +103,7 @@ push corruptible berth-test/corruptible --preserve-digests
 push medium berth-test/medium --preserve-digests
 if [[ ${#with_big[@]} -gt 0 ]]; then
 	push big berth-test/big --preserve-digests
+fi
+if [[ ${#with_pause[@]} -gt 0 ]]; then
+	push pause berth-test/pause:3.9 --preserve-digests
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write Berth's test images into one OCI image layout, without docker.
 
-Usage: write-test-images.py LAYOUT_DIR [--with-big]
+Usage: write-test-images.py LAYOUT_DIR [--with-big] [--with-pause]
 
 Every image is a ref (the org.opencontainers.image.ref.name annotation) in
 LAYOUT_DIR/index.json, and hack/build-test-images.sh pushes each ref with
@@ -35,6 +35,9 @@ Refs written:
                        a pull midway
   big                  busybox plus 5 layers of 20 MB of random bytes
                        (only with --with-big)
+  pause                busybox with Entrypoint ["/bin/sleep", "infinity"] and
+                       no Cmd: a stand-in for a pod sandbox (pause) image, for
+                       runtimes that need one (only with --with-pause)
 """
 
 import argparse
@@ -260,7 +263,8 @@ def write_layer(layout, entries, created_by, media_type=MEDIA_TYPE_LAYER_GZIP,
 def write_image(layout, layers, architecture, variant=None, **config):
     """Write the config and manifest of an image and return the manifest descriptor.
 
-    CONFIG contains the fields of the config's "config" object besides Env and Cmd.
+    CONFIG contains the fields of the config's "config" object besides Env and
+    Cmd. A field set to None, such as Cmd=None, is left out.
     """
     image_config = {
         "created": CREATED,
@@ -269,7 +273,8 @@ def write_image(layout, layers, architecture, variant=None, **config):
     }
     if variant:
         image_config["variant"] = variant
-    image_config["config"] = dict({"Env": [PATH_ENV], "Cmd": ["sh"]}, **config)
+    fields = dict({"Env": [PATH_ENV], "Cmd": ["sh"]}, **config)
+    image_config["config"] = {key: value for key, value in fields.items() if value is not None}
     image_config["rootfs"] = {
         "type": "layers",
         "diff_ids": [layer.diff_id for layer in layers],
@@ -496,6 +501,8 @@ def main():
                         "created if missing, and must be empty")
     parser.add_argument("--with-big", action="store_true",
                         help="also write the big image (about 100 MB)")
+    parser.add_argument("--with-pause", action="store_true",
+                        help="also write the pause image, whose entrypoint sleeps forever")
     args = parser.parse_args()
 
     os.makedirs(args.layout_dir, exist_ok=True)
@@ -519,6 +526,9 @@ def main():
     write_random_image(layout, base, architecture, "medium", seed=102, size=4 * 1024 * 1024)
     if args.with_big:
         layout.add_ref("big", write_image(layout, [base] + big_layers(layout), architecture))
+    if args.with_pause:
+        layout.add_ref("pause", write_image(layout, [base], architecture,
+                                            Entrypoint=["/bin/sleep", "infinity"], Cmd=None))
 
     layout.write_index()
 

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use berth_cri::config::{ImageConfig, RegistryHosts, RuntimeConfig};
+use berth_cri::gc::GcPolicy;
 use berth_cri::network::NetworkConfig;
+use berth_cri::stream::StreamConfig;
 use serde::Deserialize;
 
 /// Default path of the config file; a missing file at this path means all defaults.
@@ -26,6 +28,10 @@ pub struct AgentConfig {
     pub network: NetworkConfig,
     /// Per-registry settings keyed by host, as `[registries."docker.io"]` tables.
     pub registries: RegistryHosts,
+    /// The exec, attach and port-forward streaming server, as a `[stream]` table.
+    pub stream: StreamConfig,
+    /// The image collector's policy, used by `serve` and by `berth gc`.
+    pub gc: GcPolicy,
 }
 
 impl Default for AgentConfig {
@@ -39,6 +45,8 @@ impl Default for AgentConfig {
             runtime: RuntimeConfig::default(),
             network: NetworkConfig::default(),
             registries: RegistryHosts::new(),
+            stream: StreamConfig::default(),
+            gc: GcPolicy::default(),
         }
     }
 }
@@ -86,6 +94,8 @@ impl AgentConfig {
             .network
             .validate()
             .map_err(|reason| ConfigError::Invalid(format!("network: {reason}")))?;
+        config.stream.validate().map_err(ConfigError::Invalid)?;
+        config.gc.validate().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 
@@ -165,5 +175,65 @@ plain_http = true
             err.to_string().contains("image.max_concurrent_downloads"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn gc_table_parses_and_defaults_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[gc]\nschedule = \"30 2 * * SUN\"\ntime_zone = \"Europe/Berlin\"\nkeep = [\"registry.k8s.io/pause:*\"]\n",
+        )
+        .unwrap();
+
+        let config = AgentConfig::load(&path, true).unwrap();
+
+        assert_eq!(config.gc.schedule, "30 2 * * SUN");
+        assert_eq!(config.gc.time_zone, "Europe/Berlin");
+        assert_eq!(config.gc.keep, vec!["registry.k8s.io/pause:*"]);
+        assert_eq!(config.gc.high_threshold_percent, 85);
+        assert_eq!(config.gc.min_age_seconds, 120);
+    }
+
+    #[test]
+    fn gc_unknown_field_and_bad_value_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[gc]\nhigh_threshold = 90\n").unwrap();
+        let err = AgentConfig::load(&path, true).unwrap_err();
+        assert!(err.to_string().contains("high_threshold"), "{err}");
+
+        std::fs::write(&path, "[gc]\nlow_threshold_percent = 90\n").unwrap();
+        let err = AgentConfig::load(&path, true).unwrap_err();
+        assert!(
+            err.to_string().contains("gc.low_threshold_percent"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stream_table_parses_and_defaults_to_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[stream]\nmax_sessions = 8\n").unwrap();
+
+        let config = AgentConfig::load(&path, true).unwrap();
+
+        assert_eq!(config.stream.max_sessions, 8);
+        assert_eq!(config.stream.address.to_string(), "127.0.0.1:0");
+        assert_eq!(config.stream.idle_timeout_seconds, 4 * 60 * 60);
+        assert_eq!(config.stream.token_ttl_seconds, 60);
+    }
+
+    #[test]
+    fn stream_zero_sessions_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[stream]\nmax_sessions = 0\n").unwrap();
+
+        let err = AgentConfig::load(&path, true).unwrap_err();
+
+        assert!(err.to_string().contains("stream.max_sessions"), "{err}");
     }
 }

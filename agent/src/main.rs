@@ -2,6 +2,7 @@
 
 mod check;
 mod config;
+mod gc;
 mod serve;
 
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ enum Command {
     Serve(ServeArgs),
     /// Check whether this host can run Berth, and name what to install or change.
     Check(check::CheckArgs),
+    /// Remove unused images and exited containers of a CRI runtime by the `[gc]` policy.
+    Gc(gc::GcArgs),
     /// Run one container and write its logs (started by `berth serve`, one per container).
     #[command(hide = true)]
     Monitor(MonitorArgs),
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
+        Command::Gc(args) => gc::run(args),
         Command::Monitor(args) => {
             let options = berth_cri::runtime::monitor::MonitorOptions {
                 id: args.id,

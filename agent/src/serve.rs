@@ -4,10 +4,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_cri::gc::{GcMetrics, LocalTarget};
 use berth_cri::image::ImageService;
 use berth_cri::runtime::RuntimeService;
 use berth_cri::server::{Cri, CriImageService, CriRuntimeService, bind_socket, serve};
 use berth_cri::store::Store;
+use berth_cri::stream::{StreamError, StreamServer};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -66,7 +68,7 @@ fn apply_flags(config: &mut AgentConfig, args: ServeArgs) {
     }
 }
 
-fn init_logging(level: &str) {
+pub(crate) fn init_logging(level: &str) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|value| EnvFilter::try_new(value).ok())
@@ -98,7 +100,13 @@ async fn serve_until_signal(config: AgentConfig) -> Result<(), Box<dyn std::erro
         images.clone(),
     )
     .await?;
-    let cri = Arc::new(Cri { images, runtime });
+    spawn_image_gc(&config, &images, &runtime);
+    let streams = start_stream_server(&config, &runtime).await?;
+    let cri = Arc::new(Cri {
+        images,
+        runtime,
+        streams,
+    });
 
     let socket = config.socket_path();
     let listener = bind_socket(&socket)
@@ -143,4 +151,27 @@ async fn serve_until_signal(config: AgentConfig) -> Result<(), Box<dyn std::erro
     result?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the image collector's scheduler on the daemon's own services. It runs until the
+/// daemon's async runtime shuts down.
+fn spawn_image_gc(config: &AgentConfig, images: &Arc<ImageService>, runtime: &Arc<RuntimeService>) {
+    let target = LocalTarget::new(images.clone(), runtime.clone());
+    let metrics = Arc::new(GcMetrics::default());
+    tokio::spawn(crate::gc::scheduler::run_scheduled(
+        target,
+        config.gc.clone(),
+        metrics,
+    ));
+}
+
+/// Binds the exec, attach and port-forward streaming server (`[stream]` in the config) and
+/// serves it until the daemon's async runtime shuts down.
+async fn start_stream_server(
+    config: &AgentConfig,
+    runtime: &Arc<RuntimeService>,
+) -> Result<Arc<StreamServer>, StreamError> {
+    let streams = StreamServer::bind(config.stream.clone(), runtime.clone()).await?;
+    tokio::spawn(streams.clone().serve());
+    Ok(streams)
 }

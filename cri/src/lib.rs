@@ -3,11 +3,13 @@
 
 pub mod cgroups;
 pub mod config;
+pub mod gc;
 pub mod image;
 pub mod network;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod stream;
 
 /// Installs ring as the process-wide rustls crypto provider. Call once at start, before any
 /// TLS client is built: a second provider in one process makes rustls users panic later.

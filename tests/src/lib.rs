@@ -179,6 +179,11 @@ impl Daemon {
                 ca = env("BERTH_TEST_CA"),
             ));
         }
+        // The image collector's nightly schedule and disk threshold would make test results
+        // depend on the time of day and the disk, so tests that do not configure it turn it off.
+        if !self.config_extra.contains("[gc]") {
+            config.push_str("[gc]\nschedule = \"\"\nhigh_threshold_percent = 100\n\n");
+        }
         config.push_str(&self.config_extra);
         std::fs::write(self.dir.path().join("config.toml"), config).expect("write config");
     }

@@ -169,6 +169,13 @@ impl ImageService {
         Ok(None)
     }
 
+    /// Records that a container was just created from the image with this ID, for the image
+    /// collector's least-recently-used order. An unknown ID is ignored.
+    pub fn touch(&self, id: &str) -> Result<(), ImageError> {
+        self.store.touch_image(id, now_ns())?;
+        Ok(())
+    }
+
     /// Returns the image config JSON of a recorded image.
     pub fn config_json(&self, image: &ImageRecord) -> Result<serde_json::Value, ImageError> {
         let bytes = self.content.read(&image.id)?;

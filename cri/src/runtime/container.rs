@@ -142,6 +142,7 @@ impl RuntimeService {
             .ok_or_else(|| RuntimeError::ImageNotPresent {
                 reference: reference.clone(),
             })?;
+        self.images.touch(&image.id)?;
 
         let id = new_id();
         self.reserve_name("container", &name, &id)?;

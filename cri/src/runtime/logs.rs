@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Longest content of one log entry; longer lines are split into partial entries.
+/// Maximum content of one log entry in bytes. Longer lines are split into partial entries.
 pub const MAX_ENTRY_BYTES: usize = 16 * 1024;
 
 /// The stream an entry came from.

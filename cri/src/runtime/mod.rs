@@ -24,6 +24,7 @@ mod resources;
 pub mod oci;
 pub mod sandbox;
 pub mod spec;
+pub mod stream_target;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,7 +51,7 @@ const EVENT_BUFFER: usize = 1024;
 /// The runtime service over one state directory.
 pub struct RuntimeService {
     state_dir: PathBuf,
-    /// Where writable container layers go: the image root's `containers/`.
+    /// Directory of writable container layers: the image root's `containers/`.
     layers_dir: PathBuf,
     config: RuntimeConfig,
     store: Arc<Store>,
@@ -61,7 +62,7 @@ pub struct RuntimeService {
     berth_binary: PathBuf,
     /// Per-ID locks that serialize operations on one sandbox or container.
     locks: KeyedLocks,
-    /// Reserved sandbox and container names, mapped to the ID that holds each.
+    /// Reserved sandbox and container names, mapped to the ID that reserved each.
     names: Mutex<HashMap<String, String>>,
     events: broadcast::Sender<ContainerEventResponse>,
     /// The daemon's own oom_score_adj: containers may not ask for less, because this process

@@ -1,12 +1,16 @@
 //! The per-container monitor: the `berth` binary re-executed as `berth monitor`.
 //!
-//! It creates and starts the container with the OCI runtime, owns the container's stdout and
-//! stderr and writes them to the CRI log, reaps the container's init process (it is the
-//! subreaper of everything the runtime forks) and records the exit in `exit.json` in the bundle.
+//! It creates and starts the container with the OCI runtime, and owns the container's stdout
+//! and stderr, which it writes to the CRI log. As the subreaper of everything the runtime forks,
+//! it reaps the container's init process and records the exit in `exit.json` in the bundle.
 //! It runs in its own session, so containers and their logs outlive a crash or restart of the
 //! daemon. The daemon learns the start result from one JSON line on the monitor's stdout.
 //!
 //! Signals: SIGUSR1 reopens the log file after the kubelet rotated it.
+//!
+//! Attach: the monitor serves `attach.sock` in the bundle (see `crate::stream::attach_socket`),
+//! which copies the container's output to attached clients and passes their input and resizes
+//! to a TTY container's terminal.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -27,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::logs::{LineSplitter, LogStream, LogWriter};
 use super::oci::runtime_log_message;
+use crate::stream::attach_socket::{AttachServer, OutputStream};
 
 /// File in the bundle where the monitor records the container's exit.
 pub const EXIT_FILE: &str = "exit.json";
@@ -40,6 +45,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Set by the SIGUSR1 handler; the log writers reopen the file when they see it.
 static REOPEN_LOG: AtomicBool = AtomicBool::new(false);
+
+/// The attach server of this monitor's container, once it serves.
+static ATTACH: std::sync::OnceLock<Arc<AttachServer>> = std::sync::OnceLock::new();
 
 /// Arguments of `berth monitor`.
 #[derive(Debug, Clone)]
@@ -107,6 +115,7 @@ fn start_and_wait(options: &MonitorOptions, report_pipe: &mut File) -> Result<()
     let log = LogWriter::open(&options.log_path)
         .map_err(|err| format!("cannot open log {}: {err}", options.log_path.display()))?;
     let log = Arc::new(Mutex::new(log));
+    start_attach_server(&options.bundle);
 
     let (pid, readers) = if options.tty {
         create_with_terminal(options, &log)?
@@ -147,6 +156,9 @@ fn start_and_wait(options: &MonitorOptions, report_pipe: &mut File) -> Result<()
     let (exit_code, signal) = wait_for_init(pid);
     let finished_at_ns = now_ns();
     join_readers(readers);
+    if let Some(attach) = ATTACH.get() {
+        attach.close();
+    }
 
     let oom_killed = signal == Some(libc::SIGKILL) && options.oom_kills() > 0;
     let record = ExitRecord {
@@ -302,6 +314,9 @@ fn create_with_terminal(
         return Err(options.create_failed());
     }
     let pid = options.read_init_pid()?;
+    if let (Some(attach), Ok(terminal)) = (ATTACH.get(), master.try_clone()) {
+        attach.set_terminal(File::from(terminal));
+    }
     Ok((
         pid,
         vec![spawn_reader(
@@ -393,6 +408,7 @@ fn spawn_reader(mut source: File, stream: LogStream, log: Arc<Mutex<LogWriter>>)
             match source.read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) => {
+                    publish_to_attach(stream, &buffer[..n]);
                     if let Err(err) = splitter.push(&buffer[..n], &mut emit) {
                         eprintln!("berth monitor: cannot write the log: {err}");
                     }
@@ -404,6 +420,31 @@ fn spawn_reader(mut source: File, stream: LogStream, log: Arc<Mutex<LogWriter>>)
         }
         let _ = splitter.finish(&mut emit);
     })
+}
+
+/// Serves the attach socket. A container whose monitor cannot serve it still runs, without
+/// attach.
+fn start_attach_server(bundle: &Path) {
+    match AttachServer::start(bundle) {
+        Ok(server) => {
+            let _ = ATTACH.set(server);
+        }
+        Err(err) => eprintln!(
+            "berth monitor: cannot serve attach in {}: {err}",
+            bundle.display()
+        ),
+    }
+}
+
+/// Copies container output to attached clients, if any.
+fn publish_to_attach(stream: LogStream, bytes: &[u8]) {
+    if let Some(attach) = ATTACH.get() {
+        let stream = match stream {
+            LogStream::Stdout => OutputStream::Stdout,
+            LogStream::Stderr => OutputStream::Stderr,
+        };
+        attach.publish(stream, bytes);
+    }
 }
 
 /// Waits for the container's init process and returns its exit code and signal. Other

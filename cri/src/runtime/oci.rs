@@ -43,7 +43,7 @@ pub struct OciRuntime {
     pub state_root: PathBuf,
 }
 
-/// What `runc state` reports.
+/// State of a container as `runc state` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct OciState {
     pub status: String,
@@ -144,8 +144,8 @@ impl OciRuntime {
     }
 }
 
-/// Returns true when a runtime error says the container does not exist (runc and crun word it
-/// differently).
+/// Returns true when a runtime error means that the container does not exist. runc and crun
+/// word it differently.
 fn is_gone(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
     lower.contains("does not exist")

@@ -426,7 +426,7 @@ impl RuntimeService {
     }
 
     /// Returns the pod's cgroup and whether Berth owns it. The request's cgroup parent, which
-    /// the kubelet sets, is used as is and stays the kubelet's; without one, the pod goes into
+    /// the kubelet sets, is used as is and stays the kubelet's. Without one, the pod goes into
     /// the kubelet's QoS layout under `runtime.cgroup_parent`: `pod<uid>` for Guaranteed pods,
     /// `burstable/pod<uid>` and `besteffort/pod<uid>` for the others.
     fn pod_cgroup(&self, config: &PodSandboxConfig) -> Result<(CgroupPath, bool), RuntimeError> {

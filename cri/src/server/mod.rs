@@ -6,6 +6,7 @@ mod container_events;
 mod container_exec_sync;
 mod container_lifecycle;
 mod container_status;
+mod container_stream;
 mod errors;
 mod image_fs_info;
 mod image_list;
@@ -30,6 +31,7 @@ use futures::Stream;
 
 use crate::image::ImageService;
 use crate::runtime::RuntimeService;
+use crate::stream::StreamServer;
 pub use authority::repair_authority;
 pub use listen::{bind_socket, serve};
 
@@ -45,6 +47,8 @@ pub const CRI_API_VERSION: &str = "v1";
 pub struct Cri {
     pub images: Arc<ImageService>,
     pub runtime: Arc<RuntimeService>,
+    /// The server behind the URLs that Exec, Attach and PortForward return.
+    pub streams: Arc<StreamServer>,
 }
 
 /// The `runtime.v1.ImageService` implementation.

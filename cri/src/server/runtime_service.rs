@@ -1,5 +1,5 @@
 //! `runtime.v1.RuntimeService`: each RPC delegates to the file named after it. RPCs of
-//! features not built yet (streaming, checkpoints, runtime config updates) return
+//! features not built yet (checkpoints, runtime config updates) return
 //! UNIMPLEMENTED with a message naming the RPC.
 
 use berth_proto::cri::runtime_service_server::RuntimeService;
@@ -193,22 +193,24 @@ impl RuntimeService for CriRuntimeService {
         self.update_container_resources(request.into_inner()).await.map(Response::new)
     }
 
-    async fn exec(&self, _request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
-        Err(unimplemented("Exec"))
+    async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        self.exec(request.into_inner()).await.map(Response::new)
     }
 
     async fn attach(
         &self,
-        _request: Request<AttachRequest>,
+        request: Request<AttachRequest>,
     ) -> Result<Response<AttachResponse>, Status> {
-        Err(unimplemented("Attach"))
+        self.attach(request.into_inner()).await.map(Response::new)
     }
 
     async fn port_forward(
         &self,
-        _request: Request<PortForwardRequest>,
+        request: Request<PortForwardRequest>,
     ) -> Result<Response<PortForwardResponse>, Status> {
-        Err(unimplemented("PortForward"))
+        self.port_forward(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn container_stats(

@@ -160,6 +160,30 @@ impl Store {
         Ok(())
     }
 
+    /// Sets an image's last-used time to `now_ns` in one transaction, so that a concurrent pull
+    /// or removal of the image is neither undone nor lost. Returns false when the image is not
+    /// recorded.
+    pub fn touch_image(&self, id: &str, now_ns: u64) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let touched = {
+            let mut images = txn.open_table(IMAGES)?;
+            let current: Option<ImageRecord> = match images.get(id)? {
+                Some(value) => Some(decode("images", id, value.value())?),
+                None => None,
+            };
+            match current {
+                Some(mut image) => {
+                    image.last_used_ns = image.last_used_ns.max(now_ns);
+                    images.insert(id, encode(&image).as_slice())?;
+                    true
+                }
+                None => false,
+            }
+        };
+        txn.commit()?;
+        Ok(touched)
+    }
+
     /// Deletes an image record. Deleting an unknown ID is not an error.
     pub fn delete_image(&self, id: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
