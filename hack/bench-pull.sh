@@ -12,17 +12,19 @@
 #      downloads and unpacks every layer;
 #   2. waits until its CRI Version RPC succeeds, then reads its idle VmRSS;
 #   3. pulls REGISTRY/berth-test/big:latest with `cri-bench pull`, which times
-#      the PullImage RPC alone, and reads VmRSS again;
+#      the PullImage RPC alone, then reads VmRSS again and the CPU time the
+#      daemon used during the pull;
 #   4. stops (SIGTERM, then SIGKILL after 15 s) and its directories are
 #      unmounted and removed.
-# Prints a table with every pull's time, the medians, the ratio of Berth's
-# median to containerd's, and both daemons' memory.
+# Prints tables with every pull's time and CPU time, the medians, the ratios
+# of Berth's medians to containerd's, and both daemons' memory. Run it on an
+# otherwise idle machine: it prints the load average so that a busy run shows.
 #
 # Berth runs with its default settings (3 concurrent layer downloads) and
 # containerd with the CRI plugin's defaults (also 3) and the overlayfs
 # snapshotter. containerd is Debian's /usr/bin/containerd with a config
-# written here; it never touches /var/lib/containerd or /run/containerd, and
-# it runs alongside a system containerd, if any, without conflict.
+# written here that moves its root, state and socket into the temporary
+# directory, so it runs beside a system containerd without conflict.
 #
 # Needs root, because both runtimes unpack layers with their owners and
 # containerd mounts overlayfs. Set CARGO_TARGET_DIR to reuse a build
@@ -182,8 +184,8 @@ start_containerd() {
 	daemon_pid=$!
 }
 
-# Wait until the daemon's CRI Version RPC succeeds. containerd creates its
-# socket before the CRI plugin has initialized, so the socket alone is not enough.
+# Wait until the daemon's CRI Version RPC succeeds, which shows that its CRI
+# service is ready and not only that its socket exists.
 wait_ready() {
 	local runtime=$1 dir=$2
 	for ((i = 0; i < ready_timeout_seconds * 10; i++)); do

@@ -54,6 +54,10 @@ pub struct MonitorArgs {
     tty: bool,
     #[arg(long)]
     cgroup_path: Option<String>,
+    #[arg(long)]
+    stdin: bool,
+    #[arg(long)]
+    stdin_once: bool,
 }
 
 /// Flags of `berth serve`; each overrides the config file's field of the same name.
@@ -91,6 +95,8 @@ fn main() -> ExitCode {
                 log_path: args.log_path,
                 tty: args.tty,
                 cgroup_path: args.cgroup_path,
+                stdin: args.stdin,
+                stdin_once: args.stdin_once,
             };
             exit_code(berth_cri::runtime::monitor::run(options))
         }

@@ -140,3 +140,35 @@ async fn attach_to_stopped_container_fails() {
 
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
 }
+
+/// A container created with stdin and stdin_once reads what an attach client sends, and sees
+/// end of file when that client closes its stdin.
+#[tokio::test]
+async fn attach_feeds_stdin_once() {
+    let pods = PodDaemon::start("").await;
+    pods.daemon
+        .pull(&image("busybox"))
+        .await
+        .expect("pull busybox");
+    let sandbox = pods.run_pod(pods.pod_config("reader")).await;
+    let command = "read line; echo got:$line; if read more; then echo more:$more; else echo eof; fi";
+    let mut config = container_config("reader", &image("busybox"), &["sh", "-c", command]);
+    config.stdin = true;
+    config.stdin_once = true;
+    let container = pods
+        .create_and_start(&sandbox, pods.pod_config("reader"), config)
+        .await;
+
+    let url = attach_url(&pods, &container, false, true).await;
+    let mut client = WsClient::connect(&url, &[V5])
+        .await
+        .expect("attach upgrade");
+    client.send(0, b"hello\n").await;
+    read_stdout_until(&mut client, "got:hello").await;
+    // v5: a message on channel 255 with payload [0] closes the client's stdin.
+    client.send(255, &[0]).await;
+    read_stdout_until(&mut client, "eof").await;
+
+    let exited = pods.wait_exited(&container, Duration::from_secs(10)).await;
+    assert_eq!(exited.exit_code, 0, "the shell should exit after reading end of file");
+}

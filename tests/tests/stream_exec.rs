@@ -187,7 +187,7 @@ async fn tty_exec_reports_resized_window() {
     let (_, container) = pods.run_busybox("ttypod", &["sleep", "600"]).await;
 
     // The size sent right after connecting is the terminal's size from the start.
-    let url = exec_url(&pods, &container, &["stty", "size"], true, true).await;
+    let url = exec_url(&pods, &container, &["sh", "-c", "stty size"], true, true).await;
     let mut client = connect(&url, &[V5]).await;
     client.send(4, br#"{"Width":100,"Height":40}"#).await;
     let output = read_remote_output(&mut client).await;
@@ -337,7 +337,7 @@ async fn disconnected_client_leaves_no_exec_behind() {
         let marker = if tty { "1231" } else { "1232" };
         let url = exec_url(&pods, &container, &["sleep", marker], tty, true).await;
         let mut client = connect(&url, &[V5]).await;
-        // The first message tells the client the session is open; then the command runs.
+        // The first message marks the open session, and the command runs after it.
         let first = client.recv().await;
         assert!(
             matches!(first, Some(WsMessage::Data(1, _))),

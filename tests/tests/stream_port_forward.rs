@@ -13,7 +13,7 @@ use stream_client::{StreamUrl, WsClient, WsMessage};
 const V4: &str = "v4.channel.k8s.io";
 
 /// Starts a pod serving `/www/index.html` ("page on PORT") on 127.0.0.1:8080 and :8081, and
-/// returns its sandbox ID once both answer.
+/// returns its sandbox ID once both respond.
 async fn start_web_pod(pods: &PodDaemon) -> String {
     let script = "for port in 8080 8081; do mkdir -p /www$port; echo page on $port > /www$port/index.html; \
                   httpd -p 127.0.0.1:$port -h /www$port; done; exec sleep 600";

@@ -303,6 +303,12 @@ impl RuntimeService {
         if container.config.tty {
             command.arg("--tty");
         }
+        if container.config.stdin {
+            command.arg("--stdin");
+        }
+        if container.config.stdin_once {
+            command.arg("--stdin-once");
+        }
         if !container.record.cgroups_path.is_empty() {
             command.arg("--cgroup-path").arg(&container.record.cgroups_path);
         }

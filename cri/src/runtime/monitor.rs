@@ -60,6 +60,10 @@ pub struct MonitorOptions {
     pub tty: bool,
     /// cgroups path of the container, read at exit to tell an OOM kill from another SIGKILL.
     pub cgroup_path: Option<String>,
+    /// Whether the container keeps its stdin open for attach clients.
+    pub stdin: bool,
+    /// Whether stdin closes when the first attach session ends.
+    pub stdin_once: bool,
 }
 
 /// The line the monitor writes to its stdout once the container started, or failed to.
@@ -236,10 +240,24 @@ fn create_with_pipes(
 ) -> Result<(i32, Vec<JoinHandle<()>>), String> {
     let (stdout_read, stdout_write) = pipe()?;
     let (stderr_read, stderr_write) = pipe()?;
+    // A container created with stdin reads from a pipe whose write end attach clients use.
+    let stdin = if options.stdin {
+        let (stdin_read, stdin_write) = pipe()?;
+        if let Some(attach) = ATTACH.get() {
+            attach.set_stdin(File::from(stdin_write), options.stdin_once);
+        } else {
+            // Without attach, keep the pipe open so the container waits for input rather
+            // than reading end of file at once.
+            std::mem::forget(stdin_write);
+        }
+        Stdio::from(stdin_read)
+    } else {
+        Stdio::null()
+    };
     let mut create = options.create_command();
     create
         .arg(&options.id)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::from(stdout_write))
         .stderr(Stdio::from(stderr_write));
     let status = create

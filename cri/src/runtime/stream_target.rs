@@ -1,4 +1,5 @@
-//! What the streaming server needs from the runtime to exec into or attach to a container.
+//! The runtime side of exec and attach: the bundle, OCI runtime and config of a running
+//! container, for the streaming server.
 
 use std::path::PathBuf;
 

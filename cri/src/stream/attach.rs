@@ -98,10 +98,10 @@ async fn forward_input(
             bytes = async { stdin.as_mut()?.recv().await }, if stdin.is_some() => match bytes {
                 Some(bytes) => attach_socket::encode(KIND_STDIN, &bytes),
                 None => {
-                    // NOTE: the client closed stdin; `stdin_once` would close the container's
-                    // stdin here, which needs the monitor to own a stdin pipe.
+                    // The client closed stdin: the monitor closes the container's stdin if
+                    // the container asked for `stdin_once`.
                     stdin = None;
-                    continue;
+                    attach_socket::encode(attach_socket::KIND_CLOSE_STDIN, &[])
                 }
             },
             size = next_resize(&mut resize) => {

@@ -1,8 +1,8 @@
 //! The attach socket between a container's monitor and the daemon.
 //!
-//! The monitor owns the container's stdio, so it serves `attach.sock` in the bundle: every
+//! The monitor owns the container's stdio, so it serves `attach.sock` in the bundle. Every
 //! connected client gets a copy of what the container writes to stdout and stderr from the
-//! moment it connects, and may send input for the container's terminal and resize it.
+//! moment it connects. A client may also send input to the container's terminal and resize it.
 //!
 //! Messages in both directions are `[kind: u8][length: u32 big-endian][payload]`, with kinds
 //! numbered like the Kubernetes channels: 0 stdin, 1 stdout, 2 stderr, 4 resize (payload:
@@ -26,6 +26,8 @@ pub const KIND_STDIN: u8 = 0;
 pub const KIND_STDOUT: u8 = 1;
 pub const KIND_STDERR: u8 = 2;
 pub const KIND_RESIZE: u8 = 4;
+/// Sent by the daemon when the client closed its stdin.
+pub const KIND_CLOSE_STDIN: u8 = 5;
 
 /// Largest message payload either side accepts.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -57,10 +59,10 @@ pub fn resize_payload(width: u16, height: u16) -> [u8; 4] {
     payload
 }
 
-/// Returns a path to `name` in `dir` that fits in a socket address: sockets may have paths of
-/// at most 107 bytes, and bundle paths are often longer, so the path goes through the
-/// `/proc/self/fd` link of an open directory descriptor, which the caller keeps open while it
-/// binds or connects.
+/// Returns a path to `name` in `dir` that fits in a socket address. A socket path may have at
+/// most 107 bytes and bundle paths are often longer, so the path goes through the
+/// `/proc/self/fd` link of the open directory, which the caller keeps open while it binds or
+/// connects.
 pub fn short_path(dir: &File, name: &str) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
 }
@@ -83,6 +85,10 @@ pub struct AttachServer {
     clients: Mutex<Vec<Client>>,
     /// The pseudo-terminal master of a TTY container.
     terminal: Mutex<Option<Arc<File>>>,
+    /// The write end of a non-TTY container's stdin pipe, while it is open.
+    stdin: Mutex<Option<Arc<File>>>,
+    /// Whether the container's stdin closes when the first attach session ends.
+    stdin_once: std::sync::atomic::AtomicBool,
 }
 
 impl AttachServer {
@@ -101,6 +107,8 @@ impl AttachServer {
             socket: bundle.join(ATTACH_SOCKET_FILE),
             clients: Mutex::new(Vec::new()),
             terminal: Mutex::new(None),
+            stdin: Mutex::new(None),
+            stdin_once: std::sync::atomic::AtomicBool::new(false),
         });
         let accepting = server.clone();
         std::thread::spawn(move || {
@@ -120,6 +128,20 @@ impl AttachServer {
             .terminal
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(master));
+    }
+
+    /// Sets the write end of a non-TTY container's stdin pipe. With `once`, stdin closes when
+    /// the first attach session that writes to it ends, as the CRI's `stdin_once` asks.
+    pub fn set_stdin(&self, pipe: File, once: bool) {
+        self.stdin_once.store(once, std::sync::atomic::Ordering::Relaxed);
+        *self.stdin.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(pipe));
+    }
+
+    /// Closes a non-TTY container's stdin if it is to close after one session.
+    fn end_stdin_session(&self) {
+        if self.stdin_once.load(std::sync::atomic::Ordering::Relaxed) {
+            self.stdin.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        }
     }
 
     /// Sends container output to every client.
@@ -185,16 +207,25 @@ impl AttachServer {
 
     /// Applies a client's input until it disconnects.
     fn read_client(&self, mut stream: UnixStream) {
+        let mut wrote_stdin = false;
         while let Ok((kind, payload)) = read_message(&mut stream) {
             let terminal = self
                 .terminal
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .clone();
-            // TODO: forward stdin of containers without a terminal that were created with
-            // `stdin: true`; their stdin is /dev/null because the monitor is not told about
-            // `stdin` yet, so such input is dropped.
             let Some(terminal) = terminal else {
+                match kind {
+                    KIND_STDIN => {
+                        let pipe = self.stdin.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+                        if let Some(pipe) = pipe {
+                            wrote_stdin = true;
+                            let _ = (&*pipe).write_all(&payload);
+                        }
+                    }
+                    KIND_CLOSE_STDIN => self.end_stdin_session(),
+                    _ => {}
+                }
                 continue;
             };
             match kind {
@@ -210,6 +241,9 @@ impl AttachServer {
                 }
                 _ => {}
             }
+        }
+        if wrote_stdin {
+            self.end_stdin_session();
         }
     }
 }

@@ -12,10 +12,10 @@ pub struct StreamConfig {
     /// Address the HTTP server binds, as `IP:PORT`. Port 0 picks a free port, which the URLs
     /// returned by Exec, Attach and PortForward then carry.
     pub address: SocketAddr,
-    /// Sessions served at the same time; a request beyond this gets HTTP 503.
+    /// Sessions served at the same time. A request beyond this gets HTTP 503.
     pub max_sessions: usize,
     /// Seconds a session may pass no data in either direction before it is closed. The
-    /// kubelet's own streaming server defaults to 4 hours.
+    /// default, 4 hours, is that of the kubelet's streaming server (`streaming.DefaultConfig`).
     pub idle_timeout_seconds: u64,
     /// Seconds a URL returned by Exec, Attach or PortForward stays valid before its first use.
     pub token_ttl_seconds: u64,

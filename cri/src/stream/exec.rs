@@ -32,13 +32,13 @@ use super::session::{
 use crate::runtime::stream_target::StreamTarget;
 
 /// How long output may keep flowing after the command exited, for example from a background
-/// process that still holds the pipe, before the session stops reading.
+/// process that keeps the pipe open, before the session stops reading.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `runc exec` may take to reap the killed command after the client went away.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a TTY exec waits for the client's terminal size before it starts the command.
-/// kubectl and crictl send it right after the upgrade; a client that sends none is delayed
-/// by this much.
+/// kubectl and crictl send it right after the upgrade, so only a client that sends none is
+/// delayed by this much.
 const INITIAL_SIZE_WAIT: Duration = Duration::from_millis(300);
 
 /// Runs the command of `request` in the container and returns its exit code: the command's
@@ -46,8 +46,8 @@ const INITIAL_SIZE_WAIT: Duration = Duration::from_millis(300);
 ///
 /// # Errors
 ///
-/// Fails when the process spec cannot be prepared or runc cannot be started, and with the
-/// session's end reason when the client goes away first; the command is then killed.
+/// Fails when the process spec cannot be prepared or runc cannot be started. When the client
+/// goes away first, the command is killed and the session's end reason is returned.
 pub async fn run(
     target: &StreamTarget,
     request: &ExecRequest,
@@ -100,7 +100,7 @@ impl ExecFiles {
         process["args"] = serde_json::json!(command);
         process["terminal"] = serde_json::json!(tty);
         // runc sizes the container's terminal from this before the command starts, so even a
-        // command that reads the size at once, such as `stty size`, sees the client's.
+        // command that reads the size at once, such as `stty size`, gets the client's size.
         if let Some(size) = size {
             process["consoleSize"] =
                 serde_json::json!({"height": size.height, "width": size.width});
@@ -216,8 +216,7 @@ async fn run_with_terminal(
         });
     }
     let spawned = spawn(&mut command);
-    // The command and this copy of the slave hold the terminal open; once only runc holds it,
-    // reading the master ends when runc exits.
+    // Once runc has the only open copy of the slave, reading the master ends when runc exits.
     drop(command);
     drop(slave);
     let mut child = spawned?;
@@ -296,7 +295,7 @@ async fn kill_command(child: &mut Child, pid_file: &Path) {
             );
             break;
         }
-        // runc writes the PID file once the command started; until then runc may still exit.
+        // runc writes the PID file once the command started. Until then, runc may still exit.
         if matches!(child.try_wait(), Ok(Some(_))) || tokio::time::Instant::now() >= deadline {
             break;
         }
@@ -356,7 +355,7 @@ async fn copy_to_client(mut source: impl AsyncRead + Unpin, sink: OutputSink) {
 
 async fn copy_terminal_to_client(master: Arc<PtyMaster>, sink: OutputSink) {
     let mut buffer = vec![0u8; CHUNK_BYTES];
-    // A master reads EIO once no process holds the slave side open, which is its end.
+    // Reading a master fails with EIO once no process has the slave open: the end of output.
     while let Ok(n) = master.read(&mut buffer).await {
         if n == 0
             || sink
@@ -375,8 +374,8 @@ async fn copy_client_to_terminal(mut stdin: mpsc::Receiver<Bytes>, master: Arc<P
             return;
         }
     }
-    // NOTE: a terminal has no end of input of its own, so a client closing stdin leaves the
-    // command's terminal open, as with the kubelet's other runtimes.
+    // NOTE: a terminal has no end-of-input signal apart from the EOF character, so a client
+    // that closes stdin leaves the command's terminal open.
 }
 
 /// The master side of a pseudo-terminal, read and written without blocking a runtime thread.

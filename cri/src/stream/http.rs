@@ -65,7 +65,7 @@ pub async fn accept_loop(server: Arc<StreamServer>, listener: TcpListener) {
     }
 }
 
-/// The upgrade a request asks for.
+/// The protocol upgrade that a request names.
 enum Upgrade {
     WebSocket { key: String, protocols: Vec<String> },
     Spdy { protocols: Vec<String> },
@@ -177,7 +177,7 @@ fn header_values(headers: &HeaderMap, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// What to run on the connection once it is upgraded.
+/// The session to run on a connection once it is upgraded.
 struct Session {
     pending: PendingRequest,
     transport: TransportKind,
@@ -240,28 +240,28 @@ fn prepare(
             )
         }
         Upgrade::Spdy { protocols } => {
-            let wanted = if is_port_forward {
+            let expected = if is_port_forward {
                 SPDY_PORT_FORWARD
             } else {
                 SPDY_REMOTE_COMMAND
             };
-            if !protocols.iter().any(|protocol| protocol == wanted) {
+            if !protocols.iter().any(|protocol| protocol == expected) {
                 let mut response = plain(
                     StatusCode::FORBIDDEN,
                     &format!(
-                        "unable to upgrade: the client offers protocols {protocols:?}, the server accepts {wanted}"
+                        "unable to upgrade: the client offers protocols {protocols:?}, the server accepts {expected}"
                     ),
                 );
                 response.headers_mut().insert(
                     ACCEPTED_STREAM_PROTOCOL_VERSIONS,
-                    HeaderValue::from_static(wanted),
+                    HeaderValue::from_static(expected),
                 );
                 return Err(Box::new(response));
             }
             let mut response = switching_protocols(spdy::UPGRADE);
             response
                 .headers_mut()
-                .insert(STREAM_PROTOCOL_VERSION, HeaderValue::from_static(wanted));
+                .insert(STREAM_PROTOCOL_VERSION, HeaderValue::from_static(expected));
             (response, TransportKind::Spdy)
         }
     };

@@ -1,10 +1,10 @@
 //! The streaming server behind the CRI Exec, Attach and PortForward RPCs.
 //!
-//! The RPCs only validate the request and return a URL on this server,
-//! `http://ADDRESS/{exec|attach|portforward}/TOKEN`, as the CRI prescribes; the client (the
-//! kubelet, crictl) then opens the URL and upgrades the connection to WebSocket
-//! (`v5.channel.k8s.io`, `v4.channel.k8s.io`) or SPDY/3.1 (`v4.channel.k8s.io`,
-//! `portforward.k8s.io`). Each token is random, valid once, and for `token_ttl_seconds`.
+//! As the CRI prescribes, the RPCs only validate the request and return a URL on this server,
+//! `http://ADDRESS/{exec|attach|portforward}/TOKEN`. The client (the kubelet, crictl) then
+//! opens the URL and upgrades the connection to WebSocket (`v5.channel.k8s.io`,
+//! `v4.channel.k8s.io`) or SPDY/3.1 (`v4.channel.k8s.io`, `portforward.k8s.io`). Each token is
+//! random, valid once, and for `token_ttl_seconds`.
 //!
 //! ```text
 //! http.rs        routes, tokens, the session cap, protocol negotiation and the upgrade
@@ -104,7 +104,7 @@ impl StreamServer {
     /// # Errors
     ///
     /// `InvalidArgument` for an empty command, for `tty` with `stderr` (a terminal has one
-    /// output stream), or when no stream is requested; the runtime's `NotFound` or
+    /// output stream), or when no stream is requested. The runtime's `NotFound` or
     /// `FailedPrecondition` when the container does not exist or is not running.
     pub fn exec_url(&self, mut request: ExecRequest) -> Result<String, StreamError> {
         if request.cmd.is_empty() {
@@ -123,9 +123,8 @@ impl StreamServer {
     ///
     /// # Errors
     ///
-    /// `InvalidArgument` for `tty` with `stderr`, or when no stream is requested; the
-    /// runtime's `NotFound` or `FailedPrecondition` when the container does not exist or is
-    /// not running.
+    /// `InvalidArgument` for `tty` with `stderr`, or when no stream is requested. The runtime's
+    /// `NotFound` or `FailedPrecondition` when the container does not exist or is not running.
     pub fn attach_url(&self, mut request: AttachRequest) -> Result<String, StreamError> {
         validate_streams(request.tty, request.stdin, request.stdout, request.stderr)?;
         let target = self
@@ -163,8 +162,8 @@ impl StreamServer {
         format!("http://{}/{route}/{token}", self.advertised_addr())
     }
 
-    /// Returns the address clients are told to use: the bound one, with loopback in place of
-    /// an unspecified IP, which no client can connect to.
+    /// Returns the address that URLs name: the bound one, with loopback in place of an
+    /// unspecified IP, which no client can connect to.
     fn advertised_addr(&self) -> SocketAddr {
         let ip = match self.local_addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -88,8 +88,8 @@ pub async fn forward(target: &ForwardTarget, pair: ForwardPair, end: EndSignal) 
 async fn dial(target: &ForwardTarget, port: u16) -> Result<TcpStream, String> {
     let netns = target.netns.clone();
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    // setns changes only the calling thread's namespace. A thread of its own, which ends
-    // after connecting, keeps that change away from the async runtime's threads; the socket
+    // setns changes only the calling thread's namespace, so a thread of its own, which ends
+    // after connecting, keeps that change away from the async runtime's threads. The socket
     // stays in the namespace it was created in.
     std::thread::spawn(move || {
         let _ = sender.send(connect_in_namespace(netns, port));

@@ -33,8 +33,8 @@ pub enum Output {
         channel: ChannelId,
         bytes: Bytes,
     },
-    /// No more data on this channel. SPDY sends a FIN; WebSocket has no server-side channel
-    /// close and ignores it.
+    /// No more data on this channel. SPDY sends a FIN. WebSocket, which has no server-side
+    /// channel close, ignores it.
     Close {
         channel: ChannelId,
     },
@@ -81,7 +81,7 @@ impl OutputSink {
     }
 }
 
-/// Why a session ended before its command or forward finished.
+/// The reason a session ended before its command or forward finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     /// The client closed the connection, sent a close frame or GOAWAY, or a write failed.
@@ -101,8 +101,8 @@ impl EndReason {
     }
 }
 
-/// The shared end-of-session signal. The first reason recorded is the session's; whether
-/// the connection can still carry data is tracked apart from it, because an idle session still
+/// The shared end-of-session signal. The first reason recorded is the session's. Whether the
+/// connection can still carry data is tracked apart from it, because an idle session still
 /// gets its final status written.
 #[derive(Debug, Clone)]
 pub struct EndSignal {
@@ -213,8 +213,8 @@ pub struct TerminalSize {
 }
 
 /// Terminal sizes decoded from the resize channel. Clients write one JSON object per message
-/// over WebSocket, and a stream of concatenated objects over SPDY, which may split an object
-/// across frames, so bytes are buffered until an object is complete.
+/// over WebSocket, and a stream of concatenated objects over SPDY. A SPDY frame may end inside
+/// an object, so bytes are buffered until an object is complete.
 #[derive(Debug)]
 pub struct ResizeStream {
     inbound: mpsc::Receiver<Bytes>,
@@ -285,7 +285,7 @@ pub struct RemoteCommand {
     pub stdout: Option<OutputSink>,
     pub stderr: Option<OutputSink>,
     pub resize: Option<ResizeStream>,
-    /// Where the final [`super::status::Status`] goes.
+    /// The channel of the final [`super::status::Status`].
     pub error: OutputSink,
     pub end: EndSignal,
 }
@@ -303,7 +303,7 @@ impl RemoteCommand {
 }
 
 /// One forwarded connection: bytes from the client for a port in the pod, and the channels
-/// back. The first error message on `error` tells the client the connection failed.
+/// back. A message on `error` reports to the client that the connection failed.
 #[derive(Debug)]
 pub struct ForwardPair {
     pub port: u16,

@@ -21,7 +21,7 @@ use super::{StreamError, StreamServer, attach, exec, websocket};
 use crate::runtime::{RuntimeError, RuntimeService};
 
 /// How long a SPDY client may take to open the streams of a session, or both streams of a
-/// port-forward pair. The kubelet allows the same.
+/// port-forward pair: the default of the kubelet's streaming server (`streaming.DefaultConfig`).
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An upgraded connection.
@@ -48,7 +48,7 @@ impl Transport {
     }
 }
 
-/// The streams a remote command session has, as the request asked.
+/// The streams of a remote command session, as the request names them.
 #[derive(Debug, Clone, Copy)]
 struct Streams {
     stdin: bool,
@@ -318,10 +318,10 @@ async fn spdy_remote_command(
         };
         match slot {
             Some(slot) if slot.is_none() => *slot = Some(stream),
-            _ => connection.refuse(stream.id).await,
+            _ => connection.reject(stream.id).await,
         }
     }
-    connection.refuse_later_streams();
+    connection.reject_later_streams();
 
     let sink = |stream: &NewStream| OutputSink::new(stream.id, connection.output.clone());
     let error = error.expect("checked complete");
@@ -407,7 +407,7 @@ async fn forward_spdy(
             .unwrap_or_default()
             .to_string();
         let Some(request_id) = pair_id(&stream, &kind) else {
-            connection.refuse(stream.id).await;
+            connection.reject(stream.id).await;
             continue;
         };
         let Some((other, _)) = halves.remove(&request_id) else {
@@ -418,8 +418,8 @@ async fn forward_spdy(
             ("data", Some("error")) => (stream, other),
             ("error", Some("data")) => (other, stream),
             _ => {
-                connection.refuse(stream.id).await;
-                connection.refuse(other.id).await;
+                connection.reject(stream.id).await;
+                connection.reject(other.id).await;
                 continue;
             }
         };
@@ -430,9 +430,9 @@ async fn forward_spdy(
     reason
 }
 
-/// Returns the key that pairs a stream with its partner: the `requestID` header, or, for
-/// clients too old to send it, an ID derived from the stream ID as the kubelet does (the data
-/// stream follows its error stream, so its ID is 2 more).
+/// Returns the key that pairs a stream with its partner: the `requestID` header. Clients too
+/// old to send it open the data stream right after its error stream, so, as the kubelet does,
+/// the key is then the error stream's ID, which is the data stream's ID minus 2.
 fn pair_id(stream: &NewStream, kind: &str) -> Option<String> {
     if let Some(id) = stream.headers.get("requestID") {
         return Some(id.to_string());

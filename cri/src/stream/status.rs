@@ -36,7 +36,8 @@ struct Cause {
 }
 
 impl Status {
-    /// The command exited with code 0, or the attach or port-forward session ended normally.
+    /// Returns the status of a command that exited with code 0, or of an attach session that
+    /// ended normally.
     pub fn success() -> Self {
         Status {
             metadata: ListMeta {},
@@ -48,8 +49,8 @@ impl Status {
         }
     }
 
-    /// The command exited with a non-zero code. client-go turns this into an `ExitError`
-    /// carrying the code from `details.causes[reason=ExitCode]`.
+    /// Returns the status of a command that exited with a non-zero code. client-go turns it
+    /// into an `ExitError` with the code from `details.causes[reason=ExitCode]`.
     pub fn exit_code(command: &[String], exit_code: i32) -> Self {
         Status {
             metadata: ListMeta {},
@@ -69,8 +70,8 @@ impl Status {
         }
     }
 
-    /// The session failed for a reason other than the command's exit code, written as the
-    /// API server's `InternalError`.
+    /// Returns the status of a session that failed for a reason other than the command's exit
+    /// code, written as the API server's `InternalError`.
     pub fn internal_error(error: &str) -> Self {
         Status {
             metadata: ListMeta {},

@@ -55,7 +55,7 @@ pub fn negotiate<'a>(offered: &[&str], supported: &[&'a str]) -> Option<&'a str>
         .find_map(|protocol| supported.iter().find(|known| *known == protocol).copied())
 }
 
-/// What the reader got from the client, after control frames were handled.
+/// A message from the client, after control frames were handled.
 #[derive(Debug, PartialEq, Eq)]
 enum Message {
     Data(Vec<u8>),
@@ -64,7 +64,7 @@ enum Message {
     Close,
 }
 
-/// A protocol violation, answered with a close frame carrying `code`.
+/// A protocol violation, which the server reports with a close frame carrying `code`.
 #[derive(Debug)]
 struct ProtocolError {
     code: u16,
@@ -87,7 +87,7 @@ struct MessageReader<R> {
 }
 
 enum ReadError {
-    /// The connection closed or failed; there is nobody to tell.
+    /// The connection closed or failed, so no close frame can be sent.
     Io,
     Protocol(ProtocolError),
 }
@@ -165,6 +165,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         self.reader.read_exact(&mut head).await?;
         let fin = head[0] & 0x80 != 0;
         let opcode = head[0] & 0x0F;
+
         if head[0] & 0x70 != 0 {
             return Err(ProtocolError::new(
                 CLOSE_PROTOCOL_ERROR,
@@ -178,6 +179,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 ProtocolError::new(CLOSE_PROTOCOL_ERROR, "client frame is not masked").into(),
             );
         }
+
         let length = match head[1] & 0x7F {
             126 => u64::from(self.reader.read_u16().await?),
             127 => self.reader.read_u64().await?,
@@ -198,6 +200,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             )
             .into());
         }
+
         let mut mask = [0u8; 4];
         self.reader.read_exact(&mut mask).await?;
         let mut payload = vec![0u8; length as usize];

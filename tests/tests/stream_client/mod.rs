@@ -151,7 +151,7 @@ pub struct WsClient {
 
 impl WsClient {
     /// Opens `url` as a WebSocket offering `protocols`, checking the handshake as RFC 6455
-    /// section 4.1 tells a client to.
+    /// section 4.1 requires of a client.
     pub async fn connect(url: &StreamUrl, protocols: &[&str]) -> Result<WsClient, HttpResponse> {
         let key = base64::engine::general_purpose::STANDARD.encode(rand_bytes::<16>());
         let offered = protocols.join(", ");
@@ -220,7 +220,7 @@ impl WsClient {
         self.stream.write_all(&frame).await.expect("send frame");
     }
 
-    /// Returns the next data or close message, answering pings on the way, or `None` when
+    /// Returns the next data or close message, replying to pings on the way, or `None` when
     /// the connection ends without a close frame.
     pub async fn recv(&mut self) -> Option<WsMessage> {
         loop {

@@ -218,8 +218,8 @@ impl SpdyClient {
     }
 }
 
-/// The SPDY/3 header dictionary: 65 length-prefixed header words, then a run of status
-/// codes, dates and media types (SPDY/3 draft, section 2.6.10.1).
+/// Returns the SPDY/3 header dictionary: 65 length-prefixed header words, then a run of
+/// status codes, dates and media types (SPDY/3 draft, section 2.6.10.1).
 fn dictionary() -> Vec<u8> {
     let words = "options head post put delete trace accept accept-charset accept-encoding \
         accept-language accept-ranges age allow authorization cache-control connection content-base \

@@ -183,7 +183,7 @@ pub fn goaway(last_good_stream_id: u32, status: u32) -> Vec<u8> {
     control_frame(TYPE_GOAWAY, 0, &payload)
 }
 
-/// Encodes a data frame; `flags` is 0 or [`FLAG_FIN`].
+/// Encodes a data frame with `flags` 0 or [`FLAG_FIN`].
 pub fn data(stream_id: u32, flags: u8, data: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(8 + data.len());
     frame.extend_from_slice(&(stream_id & 0x7FFF_FFFF).to_be_bytes());

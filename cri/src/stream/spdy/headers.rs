@@ -1,8 +1,8 @@
 //! SPDY/3 header blocks: the name/value encoding and its zlib compression.
 //!
 //! Each direction of a connection is one zlib stream primed with the dictionary of the SPDY/3
-//! draft (section 2.6.10.1), and every header block ends with a sync flush, so a block can only
-//! be decoded after all earlier blocks of the same direction.
+//! draft (section 2.6.10.1). Every header block ends with a sync flush, so a block can only be
+//! decoded after all earlier blocks of the same direction.
 
 use std::sync::OnceLock;
 

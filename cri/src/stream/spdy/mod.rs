@@ -1,7 +1,7 @@
 //! SPDY/3.1, as kubectl, crictl and the kubelet speak it for exec, attach and port-forward.
 //!
-//! The client opens every stream (odd IDs) with a SYN_STREAM whose headers say what the stream
-//! carries (`streamType: stdin`, or `streamType: data` with `port: 8080`), and the server
+//! The client opens every stream (odd IDs) with a SYN_STREAM whose headers name what the stream
+//! carries, such as `streamType: stdin`, or `streamType: data` with `port: 8080`. The server
 //! accepts each with a SYN_REPLY before it sends data on it. A data frame with FLAG_FIN
 //! half-closes a stream. The Go implementation the clients use (moby/spdystream) does not
 //! enforce flow control, so neither does this server: WINDOW_UPDATE and SETTINGS are read and
@@ -39,7 +39,7 @@ pub struct NewStream {
     pub inbound: mpsc::Receiver<Bytes>,
 }
 
-/// Frames the reader or the session asks the writer to send.
+/// Control frames that the reader or the session queue for the writer.
 #[derive(Debug)]
 enum Control {
     Reply(u32),
@@ -57,8 +57,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Refuses a stream the session has no use for.
-    pub async fn refuse(&self, stream_id: u32) {
+    /// Resets a stream the session has no use for, with status REFUSED_STREAM.
+    pub async fn reject(&self, stream_id: u32) {
         let _ = self
             .control
             .send(Control::Reset {
@@ -68,8 +68,8 @@ impl Connection {
             .await;
     }
 
-    /// Refuses every stream the client opens from now on, once the session has all it needs.
-    pub fn refuse_later_streams(&mut self) {
+    /// Rejects every stream the client opens from now on, once the session has all it needs.
+    pub fn reject_later_streams(&mut self) {
         let (_, closed) = mpsc::channel(1);
         let mut streams = std::mem::replace(&mut self.streams, closed);
         let control = self.control.clone();
@@ -189,8 +189,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
             frame::Frame::RstStream { stream_id, .. } => {
                 state.routes.remove(&stream_id);
             }
-            // Client pings have odd IDs; an even ID would answer a server ping, and this
-            // server sends none.
+            // Client pings have odd IDs. An even ID would be the reply to a server ping, and
+            // this server sends none.
             frame::Frame::Ping { id } if id % 2 == 1 => {
                 let _ = state.control.send(Control::Ping(id)).await;
             }
