@@ -362,3 +362,38 @@ async fn invalid_resources_are_rejected() {
         assert_eq!(err.code(), Code::InvalidArgument, "{case}: {err:?}");
     }
 }
+
+/// The monitor records the OOM kill while the daemon is down; the restarted daemon reports it.
+#[tokio::test]
+async fn oom_kill_reported_after_daemon_restart() {
+    let mut pods = PodDaemon::start("").await;
+    pods.daemon
+        .pull(&image("busybox"))
+        .await
+        .expect("pull busybox");
+    let config = pods.pod_config("oomrestart");
+    let sandbox = pods.run_pod(config.clone()).await;
+    let resources = LinuxContainerResources {
+        memory_limit_in_bytes: 32 * MIB,
+        ..Default::default()
+    };
+    let command = format!("sleep 2; {MEMORY_HOG}");
+    let container = pods
+        .create_and_start(
+            &sandbox,
+            config,
+            limited(
+                container_config("hog", &image("busybox"), &["sh", "-c", &command]),
+                resources,
+            ),
+        )
+        .await;
+
+    pods.daemon.kill();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    pods.daemon.restart().await;
+
+    let status = pods.wait_exited(&container, Duration::from_secs(30)).await;
+    assert_eq!(status.exit_code, 137, "an OOM kill is SIGKILL");
+    assert_eq!(status.reason, "OOMKilled", "the exit recorded while the daemon was down");
+}
