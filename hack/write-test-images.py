@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write Berth's test images into one OCI image layout, without docker.
 
-Usage: write-test-images.py LAYOUT_DIR [--with-big] [--with-pause]
+Usage: write-test-images.py LAYOUT_DIR [--with-big] [--with-pause] [--many N]
 
 Every image is a ref (the org.opencontainers.image.ref.name annotation) in
 LAYOUT_DIR/index.json, and hack/build-test-images.sh pushes each ref with
@@ -38,6 +38,9 @@ Refs written:
   pause                busybox with Entrypoint ["/bin/sleep", "infinity"] and
                        no Cmd: a stand-in for a pod sandbox (pause) image, for
                        runtimes that need one (only with --with-pause)
+  many-0000 ...        N images (only with --many N), each the busybox layer
+                       plus one layer with a file of a few bytes that no
+                       other image has, for benchmarks of many images
 """
 
 import argparse
@@ -80,7 +83,7 @@ APPLETS = [
     "less", "ln", "ls", "md5sum", "mkdir", "mkfifo", "mknod", "mktemp",
     "more", "mount", "mv", "nc", "netstat", "nproc", "nslookup", "od",
     "ping", "printf", "ps", "pwd", "readlink", "realpath", "rm", "rmdir",
-    "sed", "seq", "setpriv", "sh", "sha1sum", "sha256sum", "sleep", "sort",
+    "sed", "seq", "setpriv", "sh", "sha1sum", "sha256sum", "sleep", "stty", "sort",
     "stat", "su", "sync", "tail", "tar", "tee", "test", "timeout", "top",
     "touch", "tr", "true", "umount", "uname", "uniq", "unshare", "uptime",
     "usleep", "vi", "watch", "wc", "wget", "which", "whoami", "xargs", "yes",
@@ -503,7 +506,12 @@ def main():
                         help="also write the big image (about 100 MB)")
     parser.add_argument("--with-pause", action="store_true",
                         help="also write the pause image, whose entrypoint sleeps forever")
+    parser.add_argument("--many", type=int, default=0, metavar="N",
+                        help="also write N images many-0000 to many-<N-1>, each with one "
+                        "tiny layer of its own on top of the busybox layer")
     args = parser.parse_args()
+    if not 0 <= args.many <= 10000:
+        parser.error(f"--many {args.many}: expected a number from 0 to 10000")
 
     os.makedirs(args.layout_dir, exist_ok=True)
     if os.listdir(args.layout_dir):
@@ -529,6 +537,12 @@ def main():
     if args.with_pause:
         layout.add_ref("pause", write_image(layout, [base], architecture,
                                             Entrypoint=["/bin/sleep", "infinity"], Cmd=None))
+
+    for index in range(args.many):
+        ref = f"many-{index:04d}"
+        layer = write_layer(layout, [file_entry(f"{ref}.txt", f"{ref}\n".encode())],
+                            f"file {ref}.txt")
+        layout.add_ref(ref, write_image(layout, [base, layer], architecture))
 
     layout.write_index()
 

@@ -32,6 +32,25 @@ pub struct AgentConfig {
     pub stream: StreamConfig,
     /// The image collector's policy, used by `serve` and by `berth gc`.
     pub gc: GcPolicy,
+    /// The Prometheus endpoint of `serve`, as a `[metrics]` table.
+    pub metrics: MetricsConfig,
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// IP address and port on which `serve` serves `GET /metrics`, or "" to turn the endpoint
+    /// off. Any address is accepted, so a non-loopback one exposes the counters to the network.
+    pub address: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:9108".to_string(),
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -47,6 +66,7 @@ impl Default for AgentConfig {
             registries: RegistryHosts::new(),
             stream: StreamConfig::default(),
             gc: GcPolicy::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -96,6 +116,8 @@ impl AgentConfig {
             .map_err(|reason| ConfigError::Invalid(format!("network: {reason}")))?;
         config.stream.validate().map_err(ConfigError::Invalid)?;
         config.gc.validate().map_err(ConfigError::Invalid)?;
+        crate::metrics::parse_address(&config.metrics.address)
+            .map_err(|reason| ConfigError::Invalid(format!("metrics.address: {reason}")))?;
         Ok(config)
     }
 
@@ -235,5 +257,25 @@ plain_http = true
         let err = AgentConfig::load(&path, true).unwrap_err();
 
         assert!(err.to_string().contains("stream.max_sessions"), "{err}");
+    }
+
+    #[test]
+    fn metrics_address_defaults_to_loopback() {
+        let config = AgentConfig::load(Path::new("/nonexistent/berth.toml"), false).unwrap();
+
+        assert_eq!(config.metrics.address, "127.0.0.1:9108");
+    }
+
+    #[test]
+    fn metrics_address_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[metrics]\naddress = \"\"\n").unwrap();
+        let config = AgentConfig::load(&path, true).unwrap();
+        assert_eq!(config.metrics.address, "");
+
+        std::fs::write(&path, "[metrics]\naddress = \"9108\"\n").unwrap();
+        let err = AgentConfig::load(&path, true).unwrap_err();
+        assert!(err.to_string().contains("metrics.address"), "{err}");
     }
 }

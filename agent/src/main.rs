@@ -3,6 +3,7 @@
 mod check;
 mod config;
 mod gc;
+mod metrics;
 mod serve;
 
 use std::path::PathBuf;

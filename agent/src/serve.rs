@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_cri::gc::{GcMetrics, LocalTarget};
+use berth_cri::gc::LocalTarget;
 use berth_cri::image::ImageService;
 use berth_cri::runtime::RuntimeService;
 use berth_cri::server::{Cri, CriImageService, CriRuntimeService, bind_socket, serve};
@@ -15,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::ServeArgs;
 use crate::config::{AgentConfig, DEFAULT_CONFIG};
+use crate::metrics::Metrics;
 
 /// How long in-flight requests may run after SIGTERM before the daemon exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -74,9 +75,12 @@ pub(crate) fn init_logging(level: &str) {
         .and_then(|value| EnvFilter::try_new(value).ok())
         .or_else(|| EnvFilter::try_new(level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colour codes only help a terminal; in a log file or journal they are noise.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }
 
@@ -100,7 +104,9 @@ async fn serve_until_signal(config: AgentConfig) -> Result<(), Box<dyn std::erro
         images.clone(),
     )
     .await?;
-    spawn_image_gc(&config, &images, &runtime);
+    let metrics = Arc::new(Metrics::default());
+    spawn_image_gc(&config, &images, &runtime, metrics.clone());
+    start_metrics_server(&config, metrics).await;
     let streams = start_stream_server(&config, &runtime).await?;
     let cri = Arc::new(Cri {
         images,
@@ -155,14 +161,31 @@ async fn serve_until_signal(config: AgentConfig) -> Result<(), Box<dyn std::erro
 
 /// Starts the image collector's scheduler on the daemon's own services. It runs until the
 /// daemon's async runtime shuts down.
-fn spawn_image_gc(config: &AgentConfig, images: &Arc<ImageService>, runtime: &Arc<RuntimeService>) {
+fn spawn_image_gc(
+    config: &AgentConfig,
+    images: &Arc<ImageService>,
+    runtime: &Arc<RuntimeService>,
+    metrics: Arc<Metrics>,
+) {
     let target = LocalTarget::new(images.clone(), runtime.clone());
-    let metrics = Arc::new(GcMetrics::default());
     tokio::spawn(crate::gc::scheduler::run_scheduled(
         target,
         config.gc.clone(),
         metrics,
     ));
+}
+
+/// Serves `GET /metrics` on `[metrics] address` unless it is "". A port that cannot be bound
+/// is logged and leaves the CRI running without metrics, because the CRI matters more to the
+/// node than its counters.
+async fn start_metrics_server(config: &AgentConfig, metrics: Arc<Metrics>) {
+    // `AgentConfig::load` has validated the address.
+    let Ok(Some(address)) = crate::metrics::parse_address(&config.metrics.address) else {
+        return;
+    };
+    if let Err(err) = crate::metrics::start(address, metrics).await {
+        tracing::error!(address = %address, error = %err, "cannot serve metrics; continuing without them");
+    }
 }
 
 /// Binds the exec, attach and port-forward streaming server (`[stream]` in the config) and

@@ -181,6 +181,10 @@ impl Daemon {
         }
         // The image collector's nightly schedule and disk threshold would make test results
         // depend on the time of day and the disk, so tests that do not configure it turn it off.
+        // Parallel daemons would contend for the default metrics port.
+        if !self.config_extra.contains("[metrics]") {
+            config.push_str("[metrics]\naddress = \"\"\n\n");
+        }
         if !self.config_extra.contains("[gc]") {
             config.push_str("[gc]\nschedule = \"\"\nhigh_threshold_percent = 100\n\n");
         }

@@ -6,16 +6,18 @@ mod output;
 pub mod scheduler;
 mod state;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use berth_cri::gc::{GcMetrics, GcPolicy, Trigger};
+use berth_cri::gc::{GcPolicy, Trigger};
 use berth_cri::image::now_ns;
 use clap::ValueEnum;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{AgentConfig, DEFAULT_CONFIG};
+use crate::metrics::Metrics;
 use client::CriTarget;
 
 /// Default state file of `berth gc --endpoint`.
@@ -47,6 +49,10 @@ pub struct GcArgs {
     /// report.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_STATE_FILE)]
     state_file: PathBuf,
+    /// IP address and port on which the scheduler serves `GET /metrics` with the Prometheus
+    /// counters, such as 127.0.0.1:9109 [default: no endpoint].
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "once")]
+    metrics_address: Option<String>,
     /// Log filter, such as `info` or `berth=debug` [default: info, or RUST_LOG].
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
@@ -174,6 +180,7 @@ pub fn run(args: GcArgs) -> ExitCode {
         trigger,
         output,
         state_file,
+        metrics_address,
         policy: flags,
         ..
     } = args;
@@ -182,6 +189,17 @@ pub fn run(args: GcArgs) -> ExitCode {
         eprintln!("berth gc: invalid flag or config: {err}");
         return ExitCode::from(2);
     }
+    let metrics_address = match metrics_address
+        .as_deref()
+        .map(crate::metrics::parse_address)
+    {
+        None => None,
+        Some(Ok(address)) => address,
+        Some(Err(err)) => {
+            eprintln!("berth gc: --metrics-address: {err}");
+            return ExitCode::from(2);
+        }
+    };
     crate::serve::init_logging(&log_level);
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -205,7 +223,7 @@ pub fn run(args: GcArgs) -> ExitCode {
         if once {
             run_once(&target, &policy, trigger.into(), output).await
         } else {
-            run_until_signal(target, policy).await
+            run_until_signal(target, policy, metrics_address).await
         }
     })
 }
@@ -238,7 +256,11 @@ async fn run_once(
     }
 }
 
-async fn run_until_signal(target: CriTarget, policy: GcPolicy) -> ExitCode {
+async fn run_until_signal(
+    target: CriTarget,
+    policy: GcPolicy,
+    metrics_address: Option<SocketAddr>,
+) -> ExitCode {
     let (Ok(mut terminate), Ok(mut interrupt)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -246,7 +268,13 @@ async fn run_until_signal(target: CriTarget, policy: GcPolicy) -> ExitCode {
         eprintln!("berth gc: cannot install the SIGTERM and SIGINT handlers");
         return ExitCode::FAILURE;
     };
-    let metrics = Arc::new(GcMetrics::default());
+    let metrics = Arc::new(Metrics::default());
+    if let Some(address) = metrics_address
+        && let Err(err) = crate::metrics::start(address, metrics.clone()).await
+    {
+        eprintln!("berth gc: cannot serve metrics on {address}: {err}");
+        return ExitCode::FAILURE;
+    }
     tokio::select! {
         () = scheduler::run_scheduled(target, policy, metrics) => {}
         _ = terminate.recv() => tracing::info!("received SIGTERM, stopping"),

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use berth_cri::gc::{self, GcMetrics, GcPolicy, GcTarget, Trigger, format_utc};
+use berth_cri::gc::{self, GcPolicy, GcTarget, Trigger, format_utc};
 use berth_cri::image::now_ns;
+
+use crate::metrics::Metrics;
 
 /// Maximum sleep between two readings of the wall clock, so that the cron trigger follows a
 /// clock that was set forward or back.
@@ -17,7 +19,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 ///
 /// The caller must have validated `policy`; an invalid schedule turns the cron trigger off
 /// with an error log.
-pub async fn run_scheduled<T: GcTarget>(target: T, policy: GcPolicy, metrics: Arc<GcMetrics>) {
+pub async fn run_scheduled<T: GcTarget>(target: T, policy: GcPolicy, metrics: Arc<Metrics>) {
     let schedule = match policy.schedule() {
         Ok(schedule) => schedule,
         Err(err) => {
@@ -76,7 +78,7 @@ async fn run_trigger<T: GcTarget>(
     target: &T,
     policy: &GcPolicy,
     trigger: Trigger,
-    metrics: &GcMetrics,
+    metrics: &Metrics,
 ) {
     match gc::run(target, policy, trigger, now_ns()).await {
         Ok(report) if report.plan.fired => {
