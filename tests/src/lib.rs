@@ -29,12 +29,12 @@ pub fn env(name: &str) -> String {
     })
 }
 
-/// The plain-HTTP test registry, as `127.0.0.1:PORT`.
+/// Returns the plain-HTTP test registry, as `127.0.0.1:PORT`.
 pub fn registry() -> String {
     env("BERTH_TEST_REGISTRY")
 }
 
-/// A reference to a test image in the plain-HTTP registry, such as `image("busybox")`.
+/// Returns a reference to a test image in the plain-HTTP registry, such as `image("busybox")`.
 pub fn image(name: &str) -> String {
     format!("{}/berth-test/{name}:latest", registry())
 }

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// A proxy to the test registry that forwards every connection, optionally slows the responses,
-/// and counts the blob downloads it sees. It stops when dropped.
+/// and counts the blob downloads that pass through it. It stops when dropped.
 pub struct RegistryProxy {
     pub address: String,
     blob_requests: Arc<Mutex<HashMap<String, usize>>>,

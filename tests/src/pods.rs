@@ -85,8 +85,12 @@ impl PodDaemon {
             .await
             .expect("verbose PodSandboxStatus")
             .into_inner();
-        let info: serde_json::Value = serde_json::from_str(&status.info["info"]).expect("info is JSON");
-        info["cgroupParent"].as_str().expect("info.cgroupParent").to_string()
+        let info: serde_json::Value =
+            serde_json::from_str(&status.info["info"]).expect("info is JSON");
+        info["cgroupParent"]
+            .as_str()
+            .expect("info.cgroupParent")
+            .to_string()
     }
 
     /// Directory for the pod's container logs, under the test's temp dir.

@@ -114,8 +114,8 @@ pub fn check_namespaces() -> Finding {
     )
 }
 
-/// Reports whether user namespaces can be created. Berth does not need them, so this never
-/// fails.
+/// Reports whether user namespaces can be created. Berth does not need them, so this check
+/// reports at most a warning.
 pub fn check_user_namespaces() -> Finding {
     const NAME: &str = "user namespaces";
     match std::fs::read_to_string("/proc/sys/user/max_user_namespaces") {

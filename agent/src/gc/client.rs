@@ -200,7 +200,7 @@ impl CriTarget {
     }
 }
 
-/// Joins an error and its sources, because tonic's transport error alone says only
+/// Joins an error and its sources, because tonic's transport error alone reads only
 /// "transport error".
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

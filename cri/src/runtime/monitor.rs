@@ -240,6 +240,7 @@ fn create_with_pipes(
 ) -> Result<(i32, Vec<JoinHandle<()>>), String> {
     let (stdout_read, stdout_write) = pipe()?;
     let (stderr_read, stderr_write) = pipe()?;
+
     // A container created with stdin reads from a pipe whose write end attach clients use.
     let stdin = if options.stdin {
         let (stdin_read, stdin_write) = pipe()?;
@@ -254,6 +255,7 @@ fn create_with_pipes(
     } else {
         Stdio::null()
     };
+
     let mut create = options.create_command();
     create
         .arg(&options.id)
@@ -268,6 +270,7 @@ fn create_with_pipes(
     if !status.success() {
         return Err(options.create_failed());
     }
+
     let pid = options.read_init_pid()?;
     let readers = vec![
         spawn_reader(File::from(stdout_read), LogStream::Stdout, log.clone()),

@@ -223,7 +223,7 @@ async fn run_blocking<T: Send + 'static>(
     })
 }
 
-/// What a blocking sampling pass needs of the runtime service.
+/// Parts of the runtime service that a blocking sampling pass needs.
 struct Sampler {
     cgroups: Option<Arc<dyn CgroupDriver>>,
     layers_dir: PathBuf,

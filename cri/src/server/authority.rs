@@ -29,7 +29,7 @@ const FLAG_PRIORITY: u8 = 0x20;
 const MAX_FRAME_SIZE: usize = 16_384;
 /// Largest header block accepted from a client before the connection is dropped.
 const MAX_HEADER_BLOCK: usize = 1 << 20;
-/// Authority sent in place of one that h2 would reject.
+/// Authority sent instead of a value that h2 would reject.
 const FALLBACK_AUTHORITY: &[u8] = b"localhost";
 
 /// Connects `client` to a new in-memory stream, returned for the gRPC server to serve, with

@@ -131,7 +131,7 @@ impl AttachServer {
     }
 
     /// Sets the write end of a non-TTY container's stdin pipe. With `once`, stdin closes when
-    /// the first attach session that writes to it ends, as the CRI's `stdin_once` asks.
+    /// the first attach session that writes to it ends, as the CRI's `stdin_once` requires.
     pub fn set_stdin(&self, pipe: File, once: bool) {
         self.stdin_once.store(once, std::sync::atomic::Ordering::Relaxed);
         *self.stdin.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(pipe));

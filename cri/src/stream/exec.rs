@@ -397,7 +397,7 @@ impl PtyMaster {
         nonblocking
             .map_err(|err| StreamError::io("configure", "the pseudo-terminal", err.into()))?;
         // SAFETY: the File owns the descriptor, and nothing closes or replaces it while the
-        // AsyncFd holds it.
+        // AsyncFd owns it.
         let fd = unsafe { AsyncFd::register(file) }.map_err(|err| {
             StreamError::io("register", "the pseudo-terminal", err.into_parts().1)
         })?;
