@@ -59,6 +59,8 @@ pub struct MonitorArgs {
     stdin: bool,
     #[arg(long)]
     stdin_once: bool,
+    #[arg(long)]
+    systemd_cgroup: bool,
 }
 
 /// Flags of `berth serve`; each overrides the config file's field of the same name.
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
                 cgroup_path: args.cgroup_path,
                 stdin: args.stdin,
                 stdin_once: args.stdin_once,
+                systemd_cgroup: args.systemd_cgroup,
             };
             exit_code(berth_cri::runtime::monitor::run(options))
         }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cgroups::DriverKind;
+
 /// Settings of the image service.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -97,7 +99,13 @@ pub struct RuntimeConfig {
     /// OCI runtime binaries by runtime handler name, such as `runc = "/usr/sbin/runc"`.
     /// Handlers named here replace the detected ones; `runc` and `crun` are detected in PATH.
     pub runtimes: BTreeMap<String, PathBuf>,
-    /// cgroups path under which pods go when the request names no cgroup parent.
+    /// How pod and container cgroups are made: `"cgroupfs"` (directories written directly) or
+    /// `"systemd"` (slices and scopes through systemd's D-Bus API). Empty picks systemd when it
+    /// runs as the init system and accepts D-Bus connections, else cgroupfs. The kubelet must be started
+    /// with the same `--cgroup-driver`; RuntimeConfig reports this one to it.
+    pub cgroup_driver: String,
+    /// Parent of the pods whose request names no cgroup parent: a cgroups path such as `/berth`
+    /// for cgroupfs, a slice such as `berth.slice` for systemd. Empty means those two defaults.
     pub cgroup_parent: String,
     /// Size of each pod's `/dev/shm`, in bytes.
     pub shm_size_bytes: u64,
@@ -115,7 +123,8 @@ impl Default for RuntimeConfig {
         Self {
             default_runtime: String::new(),
             runtimes: BTreeMap::new(),
-            cgroup_parent: "/berth".to_string(),
+            cgroup_driver: String::new(),
+            cgroup_parent: String::new(),
             shm_size_bytes: 64 << 20,
             exec_sync_max_output_bytes: 16 << 20,
             start_timeout_seconds: 60,
@@ -127,11 +136,14 @@ impl Default for RuntimeConfig {
 impl RuntimeConfig {
     /// Checks the values that have no sensible meaning, naming the field and a valid example.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.cgroup_parent.starts_with('/') {
-            return Err(format!(
-                "runtime.cgroup_parent {:?} must be an absolute cgroups path, for example \"/berth\"",
-                self.cgroup_parent
-            ));
+        if !self.cgroup_driver.is_empty() {
+            let driver: DriverKind = self
+                .cgroup_driver
+                .parse()
+                .map_err(|err| format!("runtime.cgroup_driver: {err}"))?;
+            if !self.cgroup_parent.is_empty() {
+                check_cgroup_parent(driver, &self.cgroup_parent)?;
+            }
         }
         if self.shm_size_bytes < 4096 {
             return Err(
@@ -143,4 +155,15 @@ impl RuntimeConfig {
         }
         Ok(())
     }
+}
+
+/// Checks that a configured pod parent has the form `driver` expects.
+pub fn check_cgroup_parent(driver: DriverKind, parent: &str) -> Result<(), String> {
+    driver.check_parent(parent).map_err(|err| {
+        let example = driver.default_parent();
+        format!(
+            "runtime.cgroup_parent {parent:?} does not suit the {driver} cgroup driver ({err}); \
+             use a value like {example:?}"
+        )
+    })
 }

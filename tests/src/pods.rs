@@ -27,7 +27,10 @@ pub struct PodDaemon {
     pub bridge: String,
     /// The pod subnet's first three octets, such as `10.213.7`.
     pub subnet_prefix: String,
+    /// The configured pod parent: a cgroups path, or a slice under the systemd driver.
     pub cgroup_parent: String,
+    /// The configured cgroup driver, `cgroupfs` or `systemd`, from `BERTH_TEST_CGROUP_DRIVER`.
+    pub cgroup_driver: String,
 }
 
 impl PodDaemon {
@@ -49,12 +52,20 @@ impl PodDaemon {
             200 + (unique_number() % 50),
             unique_number() % 250
         );
-        let cgroup_parent = format!("/berth-e2e-{unique}");
+        // A dash in a slice name starts a level below, so the systemd parent has none.
+        let (cgroup_driver, cgroup_parent) = if systemd_cgroup_driver() {
+            (
+                "systemd",
+                format!("berthe2e{}.slice", unique.replace('-', "")),
+            )
+        } else {
+            ("cgroupfs", format!("/berth-e2e-{unique}"))
+        };
         let dir = daemon.dir.path();
         let conf_dir = dir.join("cni-conf");
         std::fs::create_dir_all(&conf_dir).expect("create CNI conf dir");
         let extra = format!(
-            "[runtime]\ncgroup_parent = \"{cgroup_parent}\"\n{runtime_settings}\n\n[network]\nconf_dir = \"{conf}\"\ndefault_bridge = \"{bridge}\"\ndefault_subnet = \"{subnet_prefix}.0/24\"\ndefault_ipam_data_dir = \"{ipam}\"\n\n{config_extra}",
+            "[runtime]\ncgroup_driver = \"{cgroup_driver}\"\ncgroup_parent = \"{cgroup_parent}\"\n{runtime_settings}\n\n[network]\nconf_dir = \"{conf}\"\ndefault_bridge = \"{bridge}\"\ndefault_subnet = \"{subnet_prefix}.0/24\"\ndefault_ipam_data_dir = \"{ipam}\"\n\n{config_extra}",
             conf = conf_dir.display(),
             ipam = dir.join("ipam").display(),
         );
@@ -63,6 +74,7 @@ impl PodDaemon {
             bridge,
             subnet_prefix,
             cgroup_parent,
+            cgroup_driver: cgroup_driver.to_string(),
         };
         pods.daemon.set_config_extra(&extra);
         pods.daemon.restart().await;
@@ -91,6 +103,18 @@ impl PodDaemon {
             .as_str()
             .expect("info.cgroupParent")
             .to_string()
+    }
+
+    /// Returns the cgroups path of a container of the pod whose cgroups path is `pod_cgroup`:
+    /// a child named after the container ID, or the `berth-<ID>.scope` unit under the systemd
+    /// cgroup driver.
+    pub fn container_cgroup(&self, pod_cgroup: &str, container: &str) -> String {
+        let pod_cgroup = pod_cgroup.trim_end_matches('/');
+        if systemd_cgroup_driver() {
+            format!("{pod_cgroup}/berth-{container}.scope")
+        } else {
+            format!("{pod_cgroup}/{container}")
+        }
     }
 
     /// Directory for the pod's container logs, under the test's temp dir.
@@ -392,7 +416,26 @@ impl Drop for PodDaemon {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
-        remove_cgroup_parent(&self.cgroup_parent);
+        if self.cgroup_driver == "systemd" {
+            // Stopping the top slice stops every slice and scope below it.
+            let _ = Command::new("systemctl")
+                .args(["stop", &self.cgroup_parent])
+                .output();
+        } else {
+            remove_cgroup_parent(&self.cgroup_parent);
+        }
+    }
+}
+
+/// Returns whether the tests run against the systemd cgroup driver: `BERTH_TEST_CGROUP_DRIVER`
+/// is `systemd`, or `cgroupfs` (the default when unset).
+pub fn systemd_cgroup_driver() -> bool {
+    match std::env::var("BERTH_TEST_CGROUP_DRIVER").as_deref() {
+        Ok("systemd") => true,
+        Ok("cgroupfs") | Ok("") | Err(_) => false,
+        Ok(other) => {
+            panic!("invalid BERTH_TEST_CGROUP_DRIVER {other:?}: expected cgroupfs or systemd")
+        }
     }
 }
 

@@ -156,3 +156,105 @@ fn check_missing_explicit_config_exits_2() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/berth.toml"), "{stderr}");
 }
+
+/// Runs `berth check --output json` with `config` as the config file.
+fn check_with_config(config: &str) -> (Output, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let state = dir.path().join("state");
+    let root = dir.path().join("root");
+    let output = run_check(&[
+        "--output",
+        "json",
+        "--config",
+        path_arg(&path),
+        "--root",
+        path_arg(&root),
+        "--state-dir",
+        path_arg(&state),
+    ]);
+    let findings = parse_findings(&output);
+    (output, findings)
+}
+
+fn systemd_is_init() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+#[test]
+fn check_reports_cgroup_version_and_picked_driver() {
+    let (_, findings) = check_with_config("");
+
+    let version = find(&findings, "cgroup version");
+    let expected = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "v2"
+    } else {
+        "v1"
+    };
+    assert!(
+        version["detail"].as_str().unwrap().starts_with(expected),
+        "{version}"
+    );
+    let driver = find(&findings, "cgroup driver");
+    let detail = driver["detail"].as_str().unwrap();
+    let picked = if systemd_is_init() {
+        "systemd"
+    } else {
+        "cgroupfs"
+    };
+    assert!(detail.starts_with(picked), "{driver}");
+    assert!(detail.contains("picked"), "{driver}");
+    assert!(
+        detail.contains(&format!("--cgroup-driver={picked}")),
+        "{driver}"
+    );
+}
+
+#[test]
+fn check_fails_systemd_driver_without_systemd() {
+    let (output, findings) = check_with_config("[runtime]\ncgroup_driver = \"systemd\"\n");
+
+    let driver = find(&findings, "cgroup driver");
+    if systemd_is_init() {
+        assert_eq!(driver["status"], "ok", "{driver}");
+        return;
+    }
+    assert_eq!(driver["status"], "fail", "{driver}");
+    assert!(
+        driver["detail"].as_str().unwrap().contains("PID 1"),
+        "{driver}"
+    );
+    assert!(
+        driver["fix"]
+            .as_str()
+            .unwrap()
+            .contains("cgroup_driver = \"cgroupfs\""),
+        "{driver}"
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn mismatched_cgroup_parent_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[runtime]\ncgroup_driver = \"cgroupfs\"\ncgroup_parent = \"berth.slice\"\n",
+    )
+    .unwrap();
+
+    let output = Command::new(berth_binary())
+        .args(["check", "--config", path_arg(&path)])
+        .output()
+        .expect("run berth check");
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("runtime.cgroup_parent"), "{stderr}");
+    assert!(
+        stderr.contains("\"/berth\""),
+        "the message suggests a value: {stderr}"
+    );
+}

@@ -1,14 +1,14 @@
 //! Pod and container limits enforced by real cgroups: OOM kills, CPU throttling, a pids limit,
 //! live updates and the pod cgroup's limit as the sum of its containers'.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_proto::cri::{
     LinuxContainerResources, UpdateContainerResourcesRequest, UpdatePodSandboxResourcesRequest,
 };
 use berth_tests::image;
-use berth_tests::pods::{PodDaemon, container_config};
+use berth_tests::pods::{PodDaemon, container_config, systemd_cgroup_driver};
 use tonic::Code;
 
 const MIB: i64 = 1 << 20;
@@ -16,25 +16,71 @@ const MIB: i64 = 1 << 20;
 /// A shell loop that doubles a string until the memory limit stops it.
 const MEMORY_HOG: &str = "x=a; while true; do x=$x$x; done";
 
-/// Returns the path of a cgroup file, for cgroup v1 (`controller` hierarchy) or v2.
-fn cgroup_file(path: &str, controller: &str, file: &str) -> PathBuf {
-    let relative = path.trim_start_matches('/');
-    let v1 = PathBuf::from("/sys/fs/cgroup")
-        .join(controller)
-        .join(relative)
-        .join(file);
-    if v1.exists() {
-        return v1;
-    }
-    PathBuf::from("/sys/fs/cgroup").join(relative).join(file)
+/// Returns whether `/sys/fs/cgroup` is a cgroup v2 (unified) mount rather than cgroup v1
+/// controller hierarchies.
+fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-fn read_number(path: &PathBuf) -> u64 {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+/// Returns the path of a cgroup file: under the `controller` hierarchy on cgroup v1, under the
+/// unified hierarchy on cgroup v2.
+fn cgroup_file(path: &str, controller: &str, file: &str) -> PathBuf {
+    let relative = path.trim_start_matches('/');
+    let root = Path::new("/sys/fs/cgroup");
+    if cgroup_v2() {
+        root.join(relative).join(file)
+    } else {
+        root.join(controller).join(relative).join(file)
+    }
+}
+
+fn read_cgroup_file(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
+}
+
+fn read_number(path: &Path) -> u64 {
+    let text = read_cgroup_file(path);
     text.trim()
         .parse()
-        .unwrap_or_else(|_| panic!("{} holds {text:?}, not a number", path.display()))
+        .unwrap_or_else(|_| panic!("{} contains {text:?}, not a number", path.display()))
+}
+
+/// Returns the memory limit of a cgroup in bytes: `memory.limit_in_bytes` on v1, `memory.max`
+/// on v2. Without a limit, v1 returns the kernel's largest value and v2 fails the test (`max`).
+fn memory_limit(cgroup: &str) -> u64 {
+    let file = if cgroup_v2() {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    read_number(&cgroup_file(cgroup, "memory", file))
+}
+
+/// Returns the CFS quota of a cgroup in microseconds per period, or `None` when it has none:
+/// `cpu.cfs_quota_us` on v1 (`-1` without a quota), the first field of `cpu.max` on v2 (`max`
+/// without a quota).
+fn cpu_quota(cgroup: &str) -> Option<u64> {
+    let (path, text) = if cgroup_v2() {
+        let path = cgroup_file(cgroup, "cpu", "cpu.max");
+        let text = read_cgroup_file(&path);
+        let quota = text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        (path, quota)
+    } else {
+        let path = cgroup_file(cgroup, "cpu", "cpu.cfs_quota_us");
+        let text = read_cgroup_file(&path).trim().to_string();
+        (path, text)
+    };
+    if text == "max" || text == "-1" {
+        return None;
+    }
+    let quota = text
+        .parse()
+        .unwrap_or_else(|_| panic!("{} has quota {text:?}, not a number", path.display()));
+    Some(quota)
 }
 
 fn limited(
@@ -99,8 +145,11 @@ async fn pod_limit_oom_is_charged_to_container() {
 
     let status = pods.wait_exited(&container, Duration::from_secs(60)).await;
 
-    let limit = read_number(&cgroup_file(&pod_cgroup, "memory", "memory.limit_in_bytes"));
-    assert_eq!(limit, 48 << 20, "the pod cgroup carries the pod's limit");
+    assert_eq!(
+        memory_limit(&pod_cgroup),
+        48 << 20,
+        "the pod cgroup carries the pod's limit"
+    );
     assert_eq!(status.exit_code, 137, "an OOM kill is SIGKILL");
     assert_eq!(
         status.reason, "OOMKilled",
@@ -137,14 +186,16 @@ async fn cpu_quota_throttles_busy_loop() {
             ),
         )
         .await;
-    let container_cgroup = format!("{pod_cgroup}/{container}");
+    let container_cgroup = pods.container_cgroup(&pod_cgroup, &container);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let quota = read_number(&cgroup_file(&container_cgroup, "cpu", "cpu.cfs_quota_us"));
-    assert_eq!(quota, 10_000, "the quota reached the container cgroup");
-    let stat_path = cgroup_file(&container_cgroup, "cpu", "cpu.stat");
-    let stat = std::fs::read_to_string(&stat_path).expect("read cpu.stat");
+    assert_eq!(
+        cpu_quota(&container_cgroup),
+        Some(10_000),
+        "the quota reached the container cgroup"
+    );
+    let stat = read_cgroup_file(&cgroup_file(&container_cgroup, "cpu", "cpu.stat"));
     let throttled: u64 = stat
         .lines()
         .find_map(|line| line.strip_prefix("nr_throttled "))
@@ -166,7 +217,10 @@ async fn pids_limit_stops_fork_loop() {
     let config = pods.pod_config("forks");
     let sandbox = pods.run_pod(config.clone()).await;
     let pod_cgroup = pods.pod_cgroup(&sandbox).await;
-    let command = "i=0; while [ $i -lt 60 ]; do sleep 300 & i=$((i+1)); done; sleep 300";
+    // busybox sh gives up at the first refused fork. The outer shell then replaces itself with
+    // sleep, which needs no fork, so the container and its cgroup stay: a systemd scope is
+    // removed as soon as it is empty.
+    let command = "sh -c 'i=0; while [ $i -lt 60 ]; do sleep 300 & i=$((i+1)); done; sleep 300'; exec sleep 300";
     let container = pods
         .create_and_start(
             &sandbox,
@@ -183,9 +237,9 @@ async fn pids_limit_stops_fork_loop() {
     let max = std::fs::read_to_string(cgroup_file(&pod_cgroup, "pids", "pids.max"))
         .expect("read pids.max");
     assert_eq!(max.trim(), "20");
-    // The shell exits at the first refused fork, ending its PID namespace, so pids.current is
-    // back to 0 here. pids.events counts the refusals: cgroup v1 charges them to the forking
-    // task's own cgroup, cgroup v2 to the cgroup whose limit was hit.
+    // pids.events counts the refusals. Linux 6.1 counts them in the forking
+    // task's own cgroup, on v1 and v2 alike. The check adds the pod's count too, so that it
+    // does not depend on which cgroup a kernel counts them in.
     let refused = |path: &str| -> u64 {
         let events = std::fs::read_to_string(cgroup_file(path, "pids", "pids.events"))
             .unwrap_or_else(|err| panic!("read pids.events of {path}: {err}"));
@@ -195,10 +249,20 @@ async fn pids_limit_stops_fork_loop() {
             .and_then(|value| value.trim().parse().ok())
             .unwrap_or_else(|| panic!("no max line in pids.events {events:?}"))
     };
-    let total = refused(&pod_cgroup) + refused(&format!("{pod_cgroup}/{container}"));
+    let container_cgroup = pods.container_cgroup(&pod_cgroup, &container);
+    let total = refused(&pod_cgroup) + refused(&container_cgroup);
     assert!(total > 0, "no cgroup of the pod counted a refused fork");
+    let current = std::fs::read_to_string(cgroup_file(&pod_cgroup, "pids", "pids.current"))
+        .expect("read pids.current");
+    let current: u64 = current.trim().parse().expect("pids.current is a number");
     assert!(
-        messages.iter().any(|line| line.contains("Resource temporarily unavailable")),
+        (2..=20).contains(&current),
+        "the pod runs its sleeps within the limit: pids.current = {current}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|line| line.contains("Resource temporarily unavailable")),
         "the fork failure should be EAGAIN: {messages:?}"
     );
 }
@@ -227,12 +291,8 @@ async fn update_raises_memory_limit_for_running_process() {
             ),
         )
         .await;
-    let limit_file = cgroup_file(
-        &format!("{pod_cgroup}/{container}"),
-        "memory",
-        "memory.limit_in_bytes",
-    );
-    assert_eq!(read_number(&limit_file), 16 << 20, "initial limit");
+    let container_cgroup = pods.container_cgroup(&pod_cgroup, &container);
+    assert_eq!(memory_limit(&container_cgroup), 16 << 20, "initial limit");
 
     pods.runtime()
         .await
@@ -247,7 +307,7 @@ async fn update_raises_memory_limit_for_running_process() {
         .await
         .expect("UpdateContainerResources");
 
-    assert_eq!(read_number(&limit_file), 256 << 20, "updated limit");
+    assert_eq!(memory_limit(&container_cgroup), 256 << 20, "updated limit");
     // 2^25 bytes is twice the old limit; building it needs about three times that.
     let grown = pods
         .exec_stdout(
@@ -289,18 +349,19 @@ async fn pod_cgroup_limit_is_sum_with_overhead() {
     let sandbox = pods.run_pod(config).await;
     let pod_cgroup = pods.pod_cgroup(&sandbox).await;
 
+    // The cgroupfs driver nests the QoS class and the pod as path components. The systemd
+    // driver joins them into a slice name with `-`.
+    let burstable = if systemd_cgroup_driver() {
+        "-burstable-pod"
+    } else {
+        "/burstable/pod"
+    };
     assert!(
-        pod_cgroup.contains("/burstable/pod"),
+        pod_cgroup.contains(burstable),
         "limits without matching requests are Burstable: {pod_cgroup}"
     );
-    assert_eq!(
-        read_number(&cgroup_file(&pod_cgroup, "memory", "memory.limit_in_bytes")),
-        104 << 20
-    );
-    assert_eq!(
-        read_number(&cgroup_file(&pod_cgroup, "cpu", "cpu.cfs_quota_us")),
-        85_000
-    );
+    assert_eq!(memory_limit(&pod_cgroup), 104 << 20);
+    assert_eq!(cpu_quota(&pod_cgroup), Some(85_000));
 
     pods.runtime()
         .await
@@ -314,10 +375,7 @@ async fn pod_cgroup_limit_is_sum_with_overhead() {
         })
         .await
         .expect("UpdatePodSandboxResources");
-    assert_eq!(
-        read_number(&cgroup_file(&pod_cgroup, "memory", "memory.limit_in_bytes")),
-        200 << 20
-    );
+    assert_eq!(memory_limit(&pod_cgroup), 200 << 20);
 }
 
 #[tokio::test]
@@ -395,5 +453,8 @@ async fn oom_kill_reported_after_daemon_restart() {
 
     let status = pods.wait_exited(&container, Duration::from_secs(30)).await;
     assert_eq!(status.exit_code, 137, "an OOM kill is SIGKILL");
-    assert_eq!(status.reason, "OOMKilled", "the exit recorded while the daemon was down");
+    assert_eq!(
+        status.reason, "OOMKilled",
+        "the exit recorded while the daemon was down"
+    );
 }

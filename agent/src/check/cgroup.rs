@@ -1,5 +1,8 @@
 //! cgroup checks: hierarchy layout, usable controllers and the cgroup driver.
 
+use berth_cri::cgroups::{self, DriverKind};
+use berth_cri::config::{RuntimeConfig, check_cgroup_parent};
+
 use super::Finding;
 
 /// Controllers without which Berth cannot apply a pod's CPU, memory and process limits.
@@ -90,14 +93,97 @@ pub fn check_optional_controllers() -> Finding {
     }
 }
 
-/// Reports the cgroup driver.
-pub fn check_driver() -> Finding {
-    // TODO: once the config has a cgroup driver setting, fail the systemd driver with "systemd
-    // not running as PID 1" when /proc/1/comm is not systemd.
-    Finding::ok(
-        "cgroup driver",
-        "cgroupfs (the config has no cgroup driver setting yet)",
-    )
+/// Reports the cgroup driver that `berth serve` would use and the pod parent under it, and
+/// fails when the configured driver cannot work here.
+pub fn check_driver(runtime: &RuntimeConfig) -> Finding {
+    const NAME: &str = "cgroup driver";
+    let systemd_init = cgroups::systemd_is_running();
+    let reachable = || cgroups::check_systemd().map_err(|err| err.to_string());
+    let configured: Option<DriverKind> = if runtime.cgroup_driver.is_empty() {
+        None
+    } else {
+        match runtime.cgroup_driver.parse() {
+            Ok(kind) => Some(kind),
+            Err(err) => {
+                return Finding::fail(
+                    NAME,
+                    format!("runtime.cgroup_driver: {err}"),
+                    "set runtime.cgroup_driver to \"cgroupfs\", \"systemd\" or \"\" (pick at start)",
+                );
+            }
+        }
+    };
+
+    let (driver, how) = match configured {
+        Some(DriverKind::Systemd) if !systemd_init => {
+            return Finding::fail(
+                NAME,
+                format!(
+                    "systemd is configured, but PID 1 is {}, not systemd",
+                    pid1_name()
+                ),
+                "set runtime.cgroup_driver = \"cgroupfs\" and start the kubelet with --cgroup-driver=cgroupfs",
+            );
+        }
+        Some(DriverKind::Systemd) => {
+            if let Err(err) = reachable() {
+                return Finding::fail(
+                    NAME,
+                    format!("systemd is configured, but {err}"),
+                    "make /run/systemd/private or /run/dbus/system_bus_socket reachable (mount /run/systemd into Berth's container), or set runtime.cgroup_driver = \"cgroupfs\"",
+                );
+            }
+            (DriverKind::Systemd, "configured")
+        }
+        Some(DriverKind::Cgroupfs) => (DriverKind::Cgroupfs, "configured"),
+        None if systemd_init && reachable().is_ok() => {
+            (DriverKind::Systemd, "picked: systemd is the init system")
+        }
+        None if systemd_init => (
+            DriverKind::Cgroupfs,
+            "picked: systemd is the init system but D-Bus connections to it fail",
+        ),
+        None => (
+            DriverKind::Cgroupfs,
+            "picked: systemd is not the init system",
+        ),
+    };
+
+    let parent = if runtime.cgroup_parent.is_empty() {
+        driver.default_parent()
+    } else {
+        runtime.cgroup_parent.as_str()
+    };
+    if let Err(err) = check_cgroup_parent(driver, parent) {
+        return Finding::fail(
+            NAME,
+            err,
+            format!(
+                "set runtime.cgroup_parent to a value like {:?}",
+                driver.default_parent()
+            ),
+        );
+    }
+    let detail = format!(
+        "{driver} ({how}); pods without a parent go under {parent}; start the kubelet with --cgroup-driver={driver}"
+    );
+    if driver == DriverKind::Cgroupfs && systemd_init {
+        return Finding::warn(
+            NAME,
+            format!(
+                "{detail}; systemd also manages cgroups here and may undo changes it does not know of"
+            ),
+            "set runtime.cgroup_driver = \"systemd\" and start the kubelet with --cgroup-driver=systemd",
+        );
+    }
+    Finding::ok(NAME, detail)
+}
+
+/// Returns the name of PID 1, such as `systemd` or `bash`.
+fn pid1_name() -> String {
+    std::fs::read_to_string("/proc/1/comm")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 fn read_layout() -> Layout {

@@ -104,7 +104,7 @@ const CHECKS: &[fn(&AgentConfig) -> Finding] = &[
     |_| cgroup::check_version(),
     |_| cgroup::check_required_controllers(),
     |_| cgroup::check_optional_controllers(),
-    |_| cgroup::check_driver(),
+    |config| cgroup::check_driver(&config.runtime),
     |_| runtime::check_runc(),
     |_| runtime::check_crun(),
     |_| network::check_cni_plugins(),

@@ -44,6 +44,23 @@ impl IdList {
         Ok(IdList::merged(ranges))
     }
 
+    /// Returns the set as a bitmask, lowest ID in bit 0 of the first byte: the form of
+    /// systemd's `AllowedCPUs` and `AllowedMemoryNodes` properties. IDs past 65535 are dropped,
+    /// as no host has that many.
+    pub(super) fn bitmask(&self) -> Vec<u8> {
+        let mut mask = Vec::new();
+        for &(first, last) in &self.ranges {
+            for id in first..=last.min(65_535) {
+                let byte = id as usize / 8;
+                if mask.len() <= byte {
+                    mask.resize(byte + 1, 0);
+                }
+                mask[byte] |= 1 << (id % 8);
+            }
+        }
+        mask
+    }
+
     fn merged(mut ranges: Vec<(u32, u32)>) -> IdList {
         ranges.sort_unstable();
         let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());

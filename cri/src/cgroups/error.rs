@@ -62,6 +62,14 @@ pub enum CgroupError {
     #[error("cannot parse {}: {reason}", path.display())]
     Parse { path: PathBuf, reason: String },
 
+    /// systemd refused or failed a unit operation of the systemd driver.
+    #[error("systemd cannot {action} unit {unit}: {reason}")]
+    Systemd {
+        action: &'static str,
+        unit: String,
+        reason: String,
+    },
+
     #[error("no cgroup hierarchy found in {}: {reason}", mountinfo.display())]
     NoHierarchy { mountinfo: PathBuf, reason: String },
 }

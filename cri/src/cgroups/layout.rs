@@ -1,10 +1,19 @@
-//! The kubelet's pod cgroup layout under the cgroupfs driver, and the QoS class that picks a
-//! pod's place in it:
+//! The kubelet's pod cgroup layout, and the QoS class that picks a pod's place in it. Under the
+//! cgroupfs driver:
 //!
 //! ```text
 //! <parent>/pod<uid>               Guaranteed
 //! <parent>/burstable/pod<uid>     Burstable
 //! <parent>/besteffort/pod<uid>    BestEffort
+//! ```
+//!
+//! Under the systemd driver the same tree is made of slices, each named after its ancestors,
+//! with the UID's dashes turned into underscores since a dash separates levels:
+//!
+//! ```text
+//! kubepods-pod<uid>.slice              Guaranteed
+//! kubepods-burstable-pod<uid>.slice    Burstable, at /kubepods.slice/kubepods-burstable.slice/...
+//! kubepods-besteffort-pod<uid>.slice   BestEffort
 //! ```
 
 use std::fmt;
@@ -103,24 +112,92 @@ pub fn pod_cgroup_path(
     qos: QosClass,
     pod_uid: &str,
 ) -> Result<CgroupPath, CgroupError> {
-    let uid_is_valid = !pod_uid.is_empty()
-        && pod_uid
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-');
-    if !uid_is_valid {
-        return Err(CgroupError::invalid(
-            "pod UID",
-            pod_uid,
-            "must be non-empty and contain only ASCII letters, digits and dashes",
-        ));
-    }
-
+    check_pod_uid(pod_uid)?;
     let parent = parent_prefix(parent)?;
     let path = match qos.cgroup_name() {
         Some(name) => format!("{parent}/{name}/pod{pod_uid}"),
         None => format!("{parent}/pod{pod_uid}"),
     };
     CgroupPath::new(&path)
+}
+
+/// Returns the slice unit of a pod below the slice `parent` (such as `kubepods.slice`), as the
+/// kubelet's systemd driver names it: `kubepods-burstable-pod<uid>.slice`, with the UID's
+/// dashes escaped as underscores.
+///
+/// # Errors
+///
+/// As for [`slice_path`] for `parent`; [`CgroupError::Invalid`] for a UID as in
+/// [`pod_cgroup_path`].
+pub fn pod_slice_name(parent: &str, qos: QosClass, pod_uid: &str) -> Result<String, CgroupError> {
+    check_pod_uid(pod_uid)?;
+    slice_path(parent)?;
+    let prefix = parent.trim_end_matches(SLICE_SUFFIX);
+    let escaped = pod_uid.replace('-', "_");
+    Ok(match qos.cgroup_name() {
+        Some(name) => format!("{prefix}-{name}-pod{escaped}{SLICE_SUFFIX}"),
+        None => format!("{prefix}-pod{escaped}{SLICE_SUFFIX}"),
+    })
+}
+
+/// Returns where systemd puts the cgroup of a slice unit: each dash-separated prefix of the
+/// name is a parent slice, so `a-b-c.slice` lives at `/a.slice/a-b.slice/a-b-c.slice`.
+///
+/// # Errors
+///
+/// [`CgroupError::Invalid`] when `slice` does not end in `.slice`, is the root slice `-.slice`,
+/// has an empty level (a leading, trailing or doubled dash), or has characters that a unit name
+/// cannot hold.
+pub fn slice_path(slice: &str) -> Result<CgroupPath, CgroupError> {
+    let invalid = |reason: &str| CgroupError::invalid("cgroup slice", slice, reason);
+    let Some(base) = slice.strip_suffix(SLICE_SUFFIX) else {
+        return Err(invalid("a systemd slice name must end in .slice"));
+    };
+    if base == "-" || base.is_empty() {
+        return Err(invalid("must name a slice below the root slice"));
+    }
+    let valid_characters = base
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || b":_.\\-".contains(&byte));
+    if !valid_characters {
+        return Err(invalid(
+            "a unit name holds only ASCII letters, digits and the characters : _ . \\ -",
+        ));
+    }
+    if base.starts_with('-') || base.ends_with('-') || base.contains("--") {
+        return Err(invalid(
+            "must not start or end with a dash or hold two dashes in a row",
+        ));
+    }
+
+    let mut path = String::new();
+    let mut end = 0;
+    for level in base.split('-') {
+        end += level.len();
+        path.push('/');
+        path.push_str(&base[..end]);
+        path.push_str(SLICE_SUFFIX);
+        end += 1;
+    }
+    CgroupPath::new(&path)
+}
+
+const SLICE_SUFFIX: &str = ".slice";
+
+fn check_pod_uid(pod_uid: &str) -> Result<(), CgroupError> {
+    let uid_is_valid = !pod_uid.is_empty()
+        && pod_uid
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-');
+    if uid_is_valid {
+        Ok(())
+    } else {
+        Err(CgroupError::invalid(
+            "pod UID",
+            pod_uid,
+            "must be non-empty and contain only ASCII letters, digits and dashes",
+        ))
+    }
 }
 
 /// Validates the parent and maps the root `/` to the empty prefix, so that joining does not

@@ -2,8 +2,10 @@
 //! QoS layout, and usage statistics, on cgroup v1 and v2.
 //!
 //! Callers go through a [`CgroupDriver`]. [`cgroupfs`] returns the driver that writes the
-//! cgroup filesystem directly, the one Berth reports to the kubelet as `cgroupfs`. A systemd
-//! driver can be added behind the same trait without touching callers.
+//! cgroup filesystem directly, the one Berth reports to the kubelet as `cgroupfs`; [`systemd`]
+//! the one that has systemd create a slice per pod over D-Bus, reported as `systemd`. Both name
+//! a cgroup by its path in the cgroup filesystem; [`DriverKind`] builds those paths in each
+//! driver's naming.
 //!
 //! Berth has its own thin cgroupfs layer rather than the `cgroups-rs` crate, because that crate
 //! pulls in a D-Bus stack and an older `nix` than this workspace uses.
@@ -27,6 +29,7 @@
 //! ```
 
 mod cpuset;
+mod dbus;
 mod detect;
 mod error;
 mod files;
@@ -34,6 +37,7 @@ mod layout;
 mod path;
 mod resources;
 mod stats;
+mod systemd;
 mod totals;
 mod v1;
 mod v2;
@@ -41,12 +45,14 @@ mod v2;
 #[cfg(test)]
 mod tests;
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 pub use cpuset::HostTopology;
 pub use detect::{CgroupVersion, Hierarchy};
 pub use error::CgroupError;
-pub use layout::{QosClass, pod_cgroup_path, qos_cgroup_path};
+pub use layout::{QosClass, pod_cgroup_path, pod_slice_name, qos_cgroup_path, slice_path};
 pub use path::CgroupPath;
 pub use resources::{
     DEFAULT_CPU_PERIOD_US, Limit, MAX_CPU_PERIOD_US, MAX_CPU_QUOTA_US, MAX_CPU_SHARES,
@@ -57,15 +63,158 @@ pub use v2::cpu_shares_to_weight;
 
 use detect::Layout;
 
-/// Creates, limits, inspects and removes cgroups. Paths are the same for every driver; how a
-/// driver turns them into cgroups (directories, systemd units) is its own business.
+/// Prefix of the scope units that the OCI runtime creates for containers under the systemd
+/// driver: `berth-<id>.scope`.
+pub const SCOPE_PREFIX: &str = "berth";
+
+/// Cgroup driver: the way pod and container cgroups are created, named as the kubelet's
+/// `--cgroup-driver` flag names the two choices. The kubelet and the runtime must agree on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DriverKind {
+    /// Directories written directly, named like `/kubepods/burstable/pod<uid>`.
+    Cgroupfs,
+    /// systemd units: slices like `kubepods-burstable-pod<uid>.slice`, scopes per container.
+    Systemd,
+}
+
+impl DriverKind {
+    /// Returns the name the kubelet's `--cgroup-driver` flag uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Cgroupfs => "cgroupfs",
+            DriverKind::Systemd => "systemd",
+        }
+    }
+
+    /// Returns the parent of the pods Berth places itself when the configuration names none.
+    pub fn default_parent(self) -> &'static str {
+        match self {
+            DriverKind::Cgroupfs => "/berth",
+            DriverKind::Systemd => "berth.slice",
+        }
+    }
+
+    /// Checks a configured pod parent: a path for cgroupfs, a slice name for systemd.
+    ///
+    /// # Errors
+    ///
+    /// [`CgroupError::InvalidPath`] or [`CgroupError::Invalid`] naming what this driver expects.
+    pub fn check_parent(self, parent: &str) -> Result<(), CgroupError> {
+        match self {
+            DriverKind::Cgroupfs => {
+                if parent != "/" {
+                    CgroupPath::new(parent)?;
+                }
+                Ok(())
+            }
+            DriverKind::Systemd => slice_path(parent).map(drop),
+        }
+    }
+
+    /// Returns the cgroup of a pod that Berth places itself below `parent`, in the kubelet's
+    /// QoS layout.
+    ///
+    /// # Errors
+    ///
+    /// As for [`pod_cgroup_path`] and [`pod_slice_name`].
+    pub fn pod_path(
+        self,
+        parent: &str,
+        qos: QosClass,
+        pod_uid: &str,
+    ) -> Result<CgroupPath, CgroupError> {
+        match self {
+            DriverKind::Cgroupfs => pod_cgroup_path(parent, qos, pod_uid),
+            DriverKind::Systemd => slice_path(&pod_slice_name(parent, qos, pod_uid)?),
+        }
+    }
+
+    /// Returns the path of a pod cgroup that a CRI client created and names in
+    /// `LinuxPodSandboxConfig.cgroup_parent`: a path for cgroupfs, a slice for systemd.
+    ///
+    /// # Errors
+    ///
+    /// [`CgroupError::Invalid`] when the name has the other driver's form, saying how to make
+    /// the kubelet and Berth agree; other errors as for [`CgroupPath::new`] and [`slice_path`].
+    pub fn client_parent_path(self, parent: &str) -> Result<CgroupPath, CgroupError> {
+        let looks_like_slice = !parent.contains('/') && parent.ends_with(".slice");
+        let (form, other) = match (self, looks_like_slice) {
+            (DriverKind::Cgroupfs, false) => return CgroupPath::new(parent),
+            (DriverKind::Systemd, true) => return slice_path(parent),
+            (DriverKind::Cgroupfs, true) => ("a systemd slice", DriverKind::Systemd),
+            (DriverKind::Systemd, false) => ("a cgroupfs path", DriverKind::Cgroupfs),
+        };
+        Err(CgroupError::invalid(
+            "cgroup_parent",
+            parent,
+            format!(
+                "this is {form}, but Berth runs the {self} cgroup driver; the kubelet and the \
+                 runtime must use the same driver: set runtime.cgroup_driver = \"{other}\" in \
+                 Berth's config or start the kubelet with --cgroup-driver={self}"
+            ),
+        ))
+    }
+
+    /// Returns a container's `linux.cgroupsPath` for the OCI runtime and the path of the cgroup
+    /// the runtime will create: `<pod>/<id>` under cgroupfs; under systemd the runtime's
+    /// `slice:prefix:name` form and the scope `berth-<id>.scope` in the pod's slice.
+    ///
+    /// # Errors
+    ///
+    /// [`CgroupError::InvalidPath`] when `id` cannot be a cgroup name.
+    pub fn container_paths(
+        self,
+        pod: &CgroupPath,
+        id: &str,
+    ) -> Result<(String, CgroupPath), CgroupError> {
+        match self {
+            DriverKind::Cgroupfs => {
+                let path = pod.join(id)?;
+                Ok((path.to_string(), path))
+            }
+            DriverKind::Systemd => {
+                let slice = pod.components().last().unwrap_or_default();
+                let path = pod.join(&format!("{SCOPE_PREFIX}-{id}.scope"))?;
+                Ok((format!("{slice}:{SCOPE_PREFIX}:{id}"), path))
+            }
+        }
+    }
+}
+
+impl fmt::Display for DriverKind {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+impl FromStr for DriverKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "cgroupfs" => Ok(DriverKind::Cgroupfs),
+            "systemd" => Ok(DriverKind::Systemd),
+            other => Err(format!(
+                "unknown cgroup driver {other:?}: expected \"cgroupfs\" or \"systemd\""
+            )),
+        }
+    }
+}
+
+/// Creates, limits, inspects and removes cgroups. Every driver names a cgroup by its path in
+/// the cgroup filesystem; how it creates one (a directory, a systemd unit) is its own business.
 ///
 /// Every method blocks on filesystem calls, and `remove` may sleep up to 150 ms while the
 /// kernel reports a cgroup busy. Call them through `tokio::task::spawn_blocking` from async
 /// code.
 pub trait CgroupDriver: Send + Sync {
+    /// Returns which driver this is.
+    fn kind(&self) -> DriverKind;
+
     /// Returns the driver's name as the kubelet's `--cgroup-driver` flag spells it.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
 
     /// Returns the cgroup version of the host.
     fn version(&self) -> CgroupVersion;
@@ -120,14 +269,56 @@ pub fn cgroupfs(hierarchy: Hierarchy) -> Arc<dyn CgroupDriver> {
     Arc::new(Cgroupfs { hierarchy })
 }
 
+/// Returns the driver that has systemd create pod slices over D-Bus, after checking that
+/// systemd answers.
+///
+/// # Errors
+///
+/// [`CgroupError::Systemd`] when neither systemd's private socket nor the system bus accepts
+/// a connection: systemd is not PID 1, or D-Bus is not reachable from here.
+pub fn systemd(hierarchy: Hierarchy) -> Result<Arc<dyn CgroupDriver>, CgroupError> {
+    systemd::Systemd::check_reachable()?;
+    Ok(Arc::new(systemd::Systemd {
+        files: Cgroupfs { hierarchy },
+    }))
+}
+
+/// Checks that systemd accepts a D-Bus connection, as [`systemd`] does before returning the driver.
+///
+/// # Errors
+///
+/// [`CgroupError::Systemd`] saying why no connection could be made.
+pub fn check_systemd() -> Result<(), CgroupError> {
+    systemd::Systemd::check_reachable()
+}
+
+/// Returns true when systemd runs as the init system, the way `sd_booted` tells.
+pub fn systemd_is_running() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+}
+
 /// Driver that writes cgroupfs directly.
-struct Cgroupfs {
+pub(crate) struct Cgroupfs {
     hierarchy: Hierarchy,
 }
 
+impl Cgroupfs {
+    /// Returns true when the cgroup exists: on cgroup v2 its directory, on v1 its directory in
+    /// any hierarchy.
+    fn exists(&self, path: &CgroupPath) -> bool {
+        match &self.hierarchy.layout {
+            Layout::V1(mounts) => mounts
+                .hierarchies
+                .iter()
+                .any(|mount| path.under(mount).is_dir()),
+            Layout::V2 { root } => path.under(root).is_dir(),
+        }
+    }
+}
+
 impl CgroupDriver for Cgroupfs {
-    fn name(&self) -> &'static str {
-        "cgroupfs"
+    fn kind(&self) -> DriverKind {
+        DriverKind::Cgroupfs
     }
 
     fn version(&self) -> CgroupVersion {

@@ -16,6 +16,11 @@ use super::monitor::{ExitRecord, StartReport, now_ns};
 use super::sandbox::labels_match;
 use super::spec::{ContainerContext, SandboxContext, generate_spec};
 use super::{RuntimeError, RuntimeService, mounts, new_id, resolve_id};
+use crate::cgroups::CgroupPath;
+
+/// crun's annotation naming the child cgroup of the systemd scope that the container runs in;
+/// empty means the scope itself.
+const CRUN_SYSTEMD_SUBGROUP: &str = "run.oci.systemd.subgroup";
 use crate::store::{ContainerRecord, SandboxRecord};
 
 /// How often StopContainer checks whether the container has exited.
@@ -186,17 +191,16 @@ impl RuntimeService {
         for mount in &config.mounts {
             let host_path = std::path::Path::new(&mount.host_path);
             if !mount.host_path.is_empty() && std::fs::symlink_metadata(host_path).is_err() {
-                std::fs::create_dir_all(host_path).map_err(|err| RuntimeError::io("create mount source", host_path, err))?;
+                std::fs::create_dir_all(host_path)
+                    .map_err(|err| RuntimeError::io("create mount source", host_path, err))?;
             }
         }
 
         let image_config = self.images.config_json(image)?;
         let paths = self.sandbox_paths(sandbox);
-        let cgroups_path = format!(
-            "{}/{}",
-            sandbox.record.cgroup_parent.trim_end_matches('/'),
-            id
-        );
+        let pod_cgroup = CgroupPath::new(&sandbox.record.cgroup_parent)?;
+        let (spec_cgroups_path, cgroup) = self.cgroup_kind.container_paths(&pod_cgroup, id)?;
+        let cgroups_path = cgroup.to_string();
         let sandbox_context = SandboxContext {
             config: &sandbox.config,
             netns: paths.netns,
@@ -214,10 +218,20 @@ impl RuntimeService {
             config,
             image_config: &image_config,
             rootfs: rootfs.clone(),
-            cgroups_path: cgroups_path.clone(),
+            cgroups_path: spec_cgroups_path,
             min_oom_score_adj: self.min_oom_score_adj,
         };
-        let spec = generate_spec(&sandbox_context, &container_context)?;
+        let mut spec = generate_spec(&sandbox_context, &container_context)?;
+        if self.cgroup_kind == crate::cgroups::DriverKind::Systemd {
+            // On cgroup v2, crun puts a container's processes and limits in a `container` child
+            // of its systemd scope unless this annotation is empty. An empty one keeps both in
+            // the scope, where Berth reads stats and OOM kills, as with runc.
+            let mut annotations = spec.annotations().clone().unwrap_or_default();
+            annotations
+                .entry(CRUN_SYSTEMD_SUBGROUP.to_string())
+                .or_default();
+            spec.set_annotations(Some(annotations));
+        }
         let user = spec
             .process()
             .as_ref()
@@ -309,8 +323,13 @@ impl RuntimeService {
         if container.config.stdin_once {
             command.arg("--stdin-once");
         }
+        if runtime.systemd_cgroup {
+            command.arg("--systemd-cgroup");
+        }
         if !container.record.cgroups_path.is_empty() {
-            command.arg("--cgroup-path").arg(&container.record.cgroups_path);
+            command
+                .arg("--cgroup-path")
+                .arg(&container.record.cgroups_path);
         }
         // SAFETY: setsid is async-signal-safe; it detaches the monitor from the daemon's session
         // so that signals to the daemon's process group do not reach containers.

@@ -28,6 +28,10 @@ pub enum RuntimeError {
     #[error("{0}")]
     FailedPrecondition(String),
 
+    /// A setting of the daemon's config cannot work on this host.
+    #[error("{0}")]
+    Config(String),
+
     #[error("image {reference:?} is not present: pull it before creating the container")]
     ImageNotPresent { reference: String },
 

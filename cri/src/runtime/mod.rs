@@ -20,12 +20,12 @@ pub mod infra;
 pub mod logs;
 pub mod monitor;
 mod mounts;
-mod resources;
 pub mod oci;
+mod resources;
 pub mod sandbox;
 pub mod spec;
-pub mod stream_target;
 pub mod stats;
+pub mod stream_target;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use berth_proto::cri::ContainerEventResponse;
 use tokio::sync::broadcast;
 
-use crate::cgroups::{self, CgroupDriver, Hierarchy};
+use crate::cgroups::{self, CgroupDriver, DriverKind, Hierarchy};
 use crate::config::RuntimeConfig;
 use crate::image::ImageService;
 use crate::image::locks::KeyedLocks;
@@ -71,6 +71,8 @@ pub struct RuntimeService {
     /// The cgroup driver, or `None` when no cgroup hierarchy was found: pods then run without
     /// pod-level cgroups and limits.
     cgroups: Option<Arc<dyn CgroupDriver>>,
+    /// Driver kind that names and makes cgroups; cgroupfs naming also when `cgroups` is `None`.
+    cgroup_kind: DriverKind,
 }
 
 impl RuntimeService {
@@ -88,7 +90,7 @@ impl RuntimeService {
             std::fs::create_dir_all(&path).map_err(|err| RuntimeError::io("create", &path, err))?;
         }
         let layers_dir = images.root().join("containers");
-        let runtimes = detect_runtimes(&config, state_dir);
+        let mut runtimes = detect_runtimes(&config, state_dir);
         let mut config = config;
         if config.default_runtime.is_empty() {
             config.default_runtime = pick_default_runtime(&runtimes);
@@ -104,17 +106,16 @@ impl RuntimeService {
         let berth_binary = std::env::current_exe()
             .map_err(|err| RuntimeError::io("find", Path::new("/proc/self/exe"), err))?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let cgroups = match Hierarchy::detect() {
-            Ok(hierarchy) => {
-                let driver = cgroups::cgroupfs(hierarchy);
-                tracing::info!(driver = driver.name(), version = ?driver.version(), "cgroup driver ready");
-                Some(driver)
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "no usable cgroup hierarchy: pods run without pod cgroups");
-                None
-            }
-        };
+        let (cgroup_kind, cgroups) = open_cgroups(&config)?;
+        if config.cgroup_parent.is_empty() {
+            config.cgroup_parent = cgroup_kind.default_parent().to_string();
+        }
+        crate::config::check_cgroup_parent(cgroup_kind, &config.cgroup_parent)
+            .map_err(RuntimeError::Config)?;
+        let systemd_cgroup = cgroup_kind == DriverKind::Systemd;
+        for runtime in runtimes.values_mut() {
+            runtime.systemd_cgroup = systemd_cgroup;
+        }
         let service = Arc::new(Self {
             state_dir: state_dir.to_path_buf(),
             layers_dir,
@@ -128,6 +129,7 @@ impl RuntimeService {
             names: Mutex::new(HashMap::new()),
             events,
             min_oom_score_adj: own_oom_score_adj(),
+            cgroup_kind,
             cgroups,
         });
         service.adopt()?;
@@ -140,9 +142,9 @@ impl RuntimeService {
         self.runtimes.keys().cloned().collect()
     }
 
-    /// Returns the cgroup driver's name, as RuntimeConfig reports it to the kubelet.
-    pub fn cgroup_driver_name(&self) -> &'static str {
-        self.cgroups.as_ref().map_or("cgroupfs", |driver| driver.name())
+    /// Returns the cgroup driver, as RuntimeConfig reports it to the kubelet.
+    pub fn cgroup_driver(&self) -> DriverKind {
+        self.cgroup_kind
     }
 
     /// Runs a blocking cgroup operation off the async workers. Without a cgroup driver it does
@@ -156,7 +158,13 @@ impl RuntimeService {
         };
         let result = tokio::task::spawn_blocking(move || operation(driver.as_ref()))
             .await
-            .map_err(|err| RuntimeError::io("run cgroup task for", Path::new("/sys/fs/cgroup"), std::io::Error::other(err)))??;
+            .map_err(|err| {
+                RuntimeError::io(
+                    "run cgroup task for",
+                    Path::new("/sys/fs/cgroup"),
+                    std::io::Error::other(err),
+                )
+            })??;
         Ok(Some(result))
     }
 
@@ -267,6 +275,7 @@ fn detect_runtimes(config: &RuntimeConfig, state_dir: &Path) -> BTreeMap<String,
                 state_root: state_dir.join("runc").join(&name),
                 name: name.clone(),
                 binary,
+                systemd_cgroup: false,
             };
             (name, runtime)
         })
@@ -281,6 +290,51 @@ fn pick_default_runtime(runtimes: &BTreeMap<String, OciRuntime>) -> String {
     } else {
         "runc".to_string()
     }
+}
+
+/// Picks the cgroup driver from `runtime.cgroup_driver` and opens it. Without any cgroup
+/// hierarchy, pods run without pod cgroups, unless systemd was asked for by name.
+fn open_cgroups(
+    config: &RuntimeConfig,
+) -> Result<(DriverKind, Option<Arc<dyn CgroupDriver>>), RuntimeError> {
+    let configured: Option<DriverKind> = if config.cgroup_driver.is_empty() {
+        None
+    } else {
+        Some(config.cgroup_driver.parse().map_err(RuntimeError::Config)?)
+    };
+    let hierarchy = match Hierarchy::detect() {
+        Ok(hierarchy) => hierarchy,
+        Err(err) if configured == Some(DriverKind::Systemd) => {
+            return Err(RuntimeError::Config(format!(
+                "runtime.cgroup_driver is \"systemd\", but no cgroup hierarchy is usable: {err}"
+            )));
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "no usable cgroup hierarchy: pods run without pod cgroups");
+            return Ok((configured.unwrap_or(DriverKind::Cgroupfs), None));
+        }
+    };
+
+    let driver = match configured {
+        Some(DriverKind::Cgroupfs) => cgroups::cgroupfs(hierarchy),
+        Some(DriverKind::Systemd) => cgroups::systemd(hierarchy).map_err(|err| {
+            RuntimeError::Config(format!(
+                "runtime.cgroup_driver is \"systemd\", but {err}; run Berth where systemd is the \
+                 init system and its D-Bus socket is reachable, or set runtime.cgroup_driver = \
+                 \"cgroupfs\" and start the kubelet with --cgroup-driver=cgroupfs"
+            ))
+        })?,
+        None if cgroups::systemd_is_running() => match cgroups::systemd(hierarchy.clone()) {
+            Ok(driver) => driver,
+            Err(err) => {
+                tracing::warn!(error = %err, "systemd runs but D-Bus connections to it fail; using the cgroupfs driver");
+                cgroups::cgroupfs(hierarchy)
+            }
+        },
+        None => cgroups::cgroupfs(hierarchy),
+    };
+    tracing::info!(driver = driver.name(), version = %driver.version(), "cgroup driver ready");
+    Ok((driver.kind(), Some(driver)))
 }
 
 /// Returns true when cgroup v1 controllers are mounted and a cgroup2 hierarchy is mounted too.

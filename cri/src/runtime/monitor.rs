@@ -18,11 +18,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -64,6 +65,8 @@ pub struct MonitorOptions {
     pub stdin: bool,
     /// Whether stdin closes when the first attach session ends.
     pub stdin_once: bool,
+    /// Whether the OCI runtime gets `--systemd-cgroup`.
+    pub systemd_cgroup: bool,
 }
 
 /// The line the monitor writes to its stdout once the container started, or failed to.
@@ -127,6 +130,8 @@ fn start_and_wait(options: &MonitorOptions, report_pipe: &mut File) -> Result<()
         create_with_pipes(options, &log)?
     };
 
+    let oom_watch = options.watch_oom_kills();
+
     let start = options
         .runtime_command()
         .arg("start")
@@ -164,7 +169,7 @@ fn start_and_wait(options: &MonitorOptions, report_pipe: &mut File) -> Result<()
         attach.close();
     }
 
-    let oom_killed = signal == Some(libc::SIGKILL) && options.oom_kills() > 0;
+    let oom_killed = signal == Some(libc::SIGKILL) && options.oom_kills(oom_watch.as_ref()) > 0;
     let record = ExitRecord {
         exit_code,
         signal,
@@ -179,11 +184,49 @@ fn start_and_wait(options: &MonitorOptions, report_pipe: &mut File) -> Result<()
     })
 }
 
+/// OOM kills of a container's cgroup v2 `memory.events`, followed while the container runs.
+struct OomWatch {
+    /// Highest count seen on a change of the file.
+    seen: Arc<AtomicU64>,
+    /// `memory.events` of the parent (the pod's cgroup), and its count at the start.
+    parent_file: PathBuf,
+    parent_baseline: Option<u64>,
+}
+
+impl OomWatch {
+    /// Returns the container's OOM kills as seen. When a change came too late to be read
+    /// before the cgroup was gone, a rise of the pod's count counts as one.
+    ///
+    /// NOTE: another container of the same pod killed by the OOM killer at the same time
+    /// raises the pod's count too, so such a fallback may blame the wrong container.
+    fn kills(&self) -> u64 {
+        let seen = self.seen.load(Ordering::SeqCst);
+        if seen > 0 {
+            return seen;
+        }
+        match (self.parent_baseline, read_oom_kill(&self.parent_file)) {
+            (Some(before), Some(now)) if now > before => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// Reads the `oom_kill` line of a cgroup v2 `memory.events` file.
+fn read_oom_kill(file: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("oom_kill "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 impl MonitorOptions {
     /// Returns how often the kernel's OOM killer killed a process of the container. The counter
     /// lives in the container's own memory cgroup, also when the limit that was hit is the
     /// pod's, so a pod-level OOM is charged to the container it hit.
-    fn oom_kills(&self) -> u64 {
+    ///
+    /// `watch` has what [`MonitorOptions::watch_oom_kills`] saw while the container ran, which
+    /// is all there is when the cgroup went away with the container's last process.
+    fn oom_kills(&self, watch: Option<&OomWatch>) -> u64 {
         let Some(path) = &self.cgroup_path else {
             return 0;
         };
@@ -191,15 +234,65 @@ impl MonitorOptions {
             let path = crate::cgroups::CgroupPath::new(path)?;
             crate::cgroups::cgroupfs(hierarchy).oom_kills(&path)
         });
-        counted.unwrap_or_else(|err| {
-            eprintln!("berth monitor: cannot read the OOM kill count of {path}: {err}");
-            0
+        match (counted, watch) {
+            (Ok(count), watch) => {
+                count.max(watch.map_or(0, |watch| watch.seen.load(Ordering::SeqCst)))
+            }
+            (Err(_), Some(watch)) => watch.kills(),
+            (Err(err), None) => {
+                eprintln!("berth monitor: cannot read the OOM kill count of {path}: {err}");
+                0
+            }
+        }
+    }
+
+    /// Follows the `oom_kill` count of the container's cgroup v2 `memory.events` while the
+    /// container runs, from a thread woken by inotify on every change. A systemd scope is
+    /// removed as soon as its last process exits, counters included, so a count read only at
+    /// exit would miss the OOM kill that ended the container.
+    fn watch_oom_kills(&self) -> Option<OomWatch> {
+        let path = crate::cgroups::CgroupPath::new(self.cgroup_path.as_deref()?).ok()?;
+        let hierarchy = crate::cgroups::Hierarchy::detect().ok()?;
+        if hierarchy.version() != crate::cgroups::CgroupVersion::V2 {
+            return None;
+        }
+        let dir = hierarchy
+            .mount_point("memory")?
+            .join(path.as_str().trim_start_matches('/'));
+        let file = dir.join("memory.events");
+        let parent_file = dir.parent()?.join("memory.events");
+        let parent_baseline = read_oom_kill(&parent_file);
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC).ok()?;
+        if let Err(err) = inotify.add_watch(&file, AddWatchFlags::IN_MODIFY) {
+            eprintln!("berth monitor: cannot watch {}: {err}", file.display());
+            return None;
+        }
+
+        let seen = Arc::new(AtomicU64::new(read_oom_kill(&file).unwrap_or(0)));
+        let count = seen.clone();
+        // The thread ends with the monitor; once the cgroup is gone no event wakes it again.
+        let spawned = std::thread::Builder::new()
+            .name("oom-watch".to_string())
+            .spawn(move || {
+                while inotify.read_events().is_ok() {
+                    if let Some(kills) = read_oom_kill(&file) {
+                        count.fetch_max(kills, Ordering::SeqCst);
+                    }
+                }
+            });
+        spawned.ok().map(|_| OomWatch {
+            seen,
+            parent_file,
+            parent_baseline,
         })
     }
 
     fn runtime_command(&self) -> Command {
         let mut command = Command::new(&self.runtime);
         command.arg("--root").arg(&self.runtime_root);
+        if self.systemd_cgroup {
+            command.arg("--systemd-cgroup");
+        }
         command
     }
 

@@ -41,6 +41,9 @@ pub struct OciRuntime {
     pub name: String,
     pub binary: PathBuf,
     pub state_root: PathBuf,
+    /// Passes `--systemd-cgroup`, so that the runtime creates container cgroups as systemd
+    /// scopes and reads `linux.cgroupsPath` in `slice:prefix:name` form.
+    pub systemd_cgroup: bool,
 }
 
 /// State of a container as `runc state` reports it.
@@ -55,8 +58,17 @@ impl OciRuntime {
     /// Returns a command with the runtime's global flags set, for `monitor` and `exec`.
     pub fn command(&self) -> std::process::Command {
         let mut command = std::process::Command::new(&self.binary);
-        command.arg("--root").arg(&self.state_root);
+        command.args(self.global_args());
         command
+    }
+
+    /// Returns the global flags that go before every subcommand.
+    pub fn global_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = vec!["--root".into(), self.state_root.clone().into_os_string()];
+        if self.systemd_cgroup {
+            args.push("--systemd-cgroup".into());
+        }
+        args
     }
 
     /// Sends a signal to the container's init process, or to every process in it with `all`.
@@ -109,8 +121,7 @@ impl OciRuntime {
     ) -> Result<Vec<u8>, OciError> {
         let mut process = Command::new(&self.binary);
         process
-            .arg("--root")
-            .arg(&self.state_root)
+            .args(self.global_args())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

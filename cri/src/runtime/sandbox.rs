@@ -10,7 +10,7 @@ use berth_proto::cri::{
 use prost::Message;
 
 use super::{RuntimeError, RuntimeService, infra, mounts, new_id, resolve_id};
-use crate::cgroups::{CgroupPath, QosClass, Resources, pod_cgroup_path};
+use crate::cgroups::{CgroupPath, QosClass, Resources};
 use crate::network::{self, DEFAULT_INTERFACE, NamespaceKind, SandboxNetwork};
 use crate::runtime::monitor::now_ns;
 use crate::store::SandboxRecord;
@@ -256,7 +256,8 @@ impl RuntimeService {
             resources.pids_limit = Some(crate::cgroups::Limit::Value(self.config.pod_pids_limit));
         }
         let create_path = cgroup_path.clone();
-        self.with_cgroups(move |driver| driver.create(&create_path, &resources)).await?;
+        self.with_cgroups(move |driver| driver.create(&create_path, &resources))
+            .await?;
         if owns_cgroup {
             rollback.cgroup = Some(cgroup_path.clone());
         }
@@ -415,7 +416,8 @@ impl RuntimeService {
             .map_err(|err| RuntimeError::io("remove", &dir, err))?;
         if sandbox.record.owns_cgroup {
             let path = CgroupPath::new(&sandbox.record.cgroup_parent)?;
-            self.with_cgroups(move |driver| driver.remove(&path)).await?;
+            self.with_cgroups(move |driver| driver.remove(&path))
+                .await?;
         }
         self.store.delete_sandbox(&sandbox.record.id)?;
         if let Ok(name) = sandbox_name(&sandbox.config) {
@@ -426,9 +428,10 @@ impl RuntimeService {
     }
 
     /// Returns the pod's cgroup and whether Berth owns it. The request's cgroup parent, which
-    /// the kubelet sets, is used as is and stays the kubelet's. Without one, the pod goes into
-    /// the kubelet's QoS layout under `runtime.cgroup_parent`: `pod<uid>` for Guaranteed pods,
-    /// `burstable/pod<uid>` and `besteffort/pod<uid>` for the others.
+    /// the kubelet sets, is used as is and stays the kubelet's; it must be in the driver's form
+    /// (a path for cgroupfs, a slice for systemd). Without one, the pod goes into the kubelet's
+    /// QoS layout under `runtime.cgroup_parent`: `pod<uid>` for Guaranteed pods,
+    /// `burstable/pod<uid>` and `besteffort/pod<uid>` for the others, or the same as slices.
     fn pod_cgroup(&self, config: &PodSandboxConfig) -> Result<(CgroupPath, bool), RuntimeError> {
         let requested = config
             .linux
@@ -436,12 +439,19 @@ impl RuntimeService {
             .map(|linux| linux.cgroup_parent.as_str())
             .filter(|parent| !parent.is_empty());
         if let Some(parent) = requested {
-            return Ok((CgroupPath::new(parent)?, false));
+            return Ok((self.cgroup_kind.client_parent_path(parent)?, false));
         }
         let resources = pod_resources(config)?;
         let qos = QosClass::from_resources(&resources);
-        let uid = config.metadata.as_ref().map(|metadata| metadata.uid.as_str()).unwrap_or_default();
-        Ok((pod_cgroup_path(&self.config.cgroup_parent, qos, uid)?, true))
+        let uid = config
+            .metadata
+            .as_ref()
+            .map(|metadata| metadata.uid.as_str())
+            .unwrap_or_default();
+        let path = self
+            .cgroup_kind
+            .pod_path(&self.config.cgroup_parent, qos, uid)?;
+        Ok((path, true))
     }
 
     /// Returns the paths a container of this sandbox joins.

@@ -48,6 +48,7 @@ impl From<RuntimeError> for Status {
             RuntimeError::NameTaken { .. } => Code::AlreadyExists,
             RuntimeError::InvalidArgument { .. } | RuntimeError::Spec(_) => Code::InvalidArgument,
             RuntimeError::FailedPrecondition(_)
+            | RuntimeError::Config(_)
             | RuntimeError::ImageNotPresent { .. }
             | RuntimeError::UnknownHandler { .. } => Code::FailedPrecondition,
             RuntimeError::ExecTimedOut { .. } => Code::DeadlineExceeded,

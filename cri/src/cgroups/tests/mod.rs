@@ -10,6 +10,8 @@ mod layout;
 mod path;
 mod resources;
 mod stats;
+mod systemd_host;
+mod systemd_naming;
 
 use std::fs;
 use std::path::{Path, PathBuf};
