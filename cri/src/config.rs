@@ -161,9 +161,18 @@ impl RuntimeConfig {
 pub fn check_cgroup_parent(driver: DriverKind, parent: &str) -> Result<(), String> {
     driver.check_parent(parent).map_err(|err| {
         let example = driver.default_parent();
+        let other = match driver {
+            DriverKind::Cgroupfs => DriverKind::Systemd,
+            DriverKind::Systemd => DriverKind::Cgroupfs,
+        };
+        let keep = if other.check_parent(parent).is_ok() {
+            format!(", or set runtime.cgroup_driver = \"{other}\" to keep this parent")
+        } else {
+            String::new()
+        };
         format!(
             "runtime.cgroup_parent {parent:?} does not suit the {driver} cgroup driver ({err}); \
-             use a value like {example:?}"
+             use a value like {example:?}{keep}"
         )
     })
 }

@@ -157,11 +157,8 @@ pub fn check_driver(runtime: &RuntimeConfig) -> Finding {
     if let Err(err) = check_cgroup_parent(driver, parent) {
         return Finding::fail(
             NAME,
+            format!("{driver} ({how}), but runtime.cgroup_parent {parent:?} does not suit it"),
             err,
-            format!(
-                "set runtime.cgroup_parent to a value like {:?}",
-                driver.default_parent()
-            ),
         );
     }
     let detail = format!(

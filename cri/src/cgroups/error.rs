@@ -62,6 +62,10 @@ pub enum CgroupError {
     #[error("cannot parse {}: {reason}", path.display())]
     Parse { path: PathBuf, reason: String },
 
+    /// No D-Bus connection to systemd could be made.
+    #[error("{reason}")]
+    SystemdUnreachable { reason: String },
+
     /// systemd refused or failed a unit operation of the systemd driver.
     #[error("systemd cannot {action} unit {unit}: {reason}")]
     Systemd {

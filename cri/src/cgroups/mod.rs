@@ -274,8 +274,8 @@ pub fn cgroupfs(hierarchy: Hierarchy) -> Arc<dyn CgroupDriver> {
 ///
 /// # Errors
 ///
-/// [`CgroupError::Systemd`] when neither systemd's private socket nor the system bus accepts
-/// a connection: systemd is not PID 1, or D-Bus is not reachable from here.
+/// [`CgroupError::SystemdUnreachable`] when neither systemd's private socket nor the system bus
+/// accepts a connection: systemd is not PID 1, or D-Bus is not reachable from here.
 pub fn systemd(hierarchy: Hierarchy) -> Result<Arc<dyn CgroupDriver>, CgroupError> {
     systemd::Systemd::check_reachable()?;
     Ok(Arc::new(systemd::Systemd {
@@ -287,7 +287,7 @@ pub fn systemd(hierarchy: Hierarchy) -> Result<Arc<dyn CgroupDriver>, CgroupErro
 ///
 /// # Errors
 ///
-/// [`CgroupError::Systemd`] saying why no connection could be made.
+/// [`CgroupError::SystemdUnreachable`] saying why no connection could be made.
 pub fn check_systemd() -> Result<(), CgroupError> {
     systemd::Systemd::check_reachable()
 }

@@ -40,9 +40,7 @@ impl Systemd {
     pub(super) fn check_reachable() -> Result<(), CgroupError> {
         Connection::systemd()
             .map(drop)
-            .map_err(|err| CgroupError::Systemd {
-                action: "reach",
-                unit: "the manager".to_string(),
+            .map_err(|err| CgroupError::SystemdUnreachable {
                 reason: err.to_string(),
             })
     }

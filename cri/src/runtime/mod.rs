@@ -318,10 +318,16 @@ fn open_cgroups(
     let driver = match configured {
         Some(DriverKind::Cgroupfs) => cgroups::cgroupfs(hierarchy),
         Some(DriverKind::Systemd) => cgroups::systemd(hierarchy).map_err(|err| {
+            let init = if cgroups::systemd_is_running() {
+                ""
+            } else {
+                "systemd is not the init system here, and "
+            };
             RuntimeError::Config(format!(
-                "runtime.cgroup_driver is \"systemd\", but {err}; run Berth where systemd is the \
-                 init system and its D-Bus socket is reachable, or set runtime.cgroup_driver = \
-                 \"cgroupfs\" and start the kubelet with --cgroup-driver=cgroupfs"
+                "runtime.cgroup_driver is \"systemd\", but {init}{err}; run Berth where systemd \
+                 is the init system and its D-Bus socket is reachable, or set \
+                 runtime.cgroup_driver = \"cgroupfs\" and start the kubelet with \
+                 --cgroup-driver=cgroupfs"
             ))
         })?,
         None if cgroups::systemd_is_running() => match cgroups::systemd(hierarchy.clone()) {
