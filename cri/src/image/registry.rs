@@ -150,7 +150,16 @@ impl Registries {
         if let Some(ca_file) = &endpoint.settings.ca_file {
             config.extra_root_certificates.push(read_ca(ca_file)?);
         }
-        Ok(Client::new(config))
+        // Client::new would fall back to a default client on error, without this endpoint's
+        // CA, protocol and verification settings, and that fallback panics on a host without
+        // a system CA store.
+        Client::try_from(config).map_err(|err| ImageError::Registry {
+            registry: endpoint.host.clone(),
+            detail: format!(
+                "cannot set up an HTTP client for it: {err}; check its ca_file, or install the \
+                 ca-certificates package when the host has no system CA store"
+            ),
+        })
     }
 
     /// Chooses the credentials for an endpoint: those of the request when they are meant for
@@ -500,6 +509,36 @@ mod tests {
         let text = format!("{creds:?}");
         assert!(!text.contains("s3cret"), "{text}");
         assert!(!text.contains("tok3n"), "{text}");
+    }
+
+    #[test]
+    fn unusable_ca_file_is_an_error_not_a_default_client() {
+        crate::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca_file,
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let mut hosts = RegistryHosts::new();
+        hosts.insert(
+            "registry.test".to_string(),
+            crate::config::RegistryHost {
+                ca_file: Some(ca_file),
+                ..Default::default()
+            },
+        );
+        let registries = Registries::new(hosts, None, Duration::from_secs(5));
+        let endpoint = registries.endpoints("registry.test").pop().unwrap();
+
+        let Err(err) = registries.client(&endpoint) else {
+            panic!("a CA file that holds no certificate cannot make a client");
+        };
+
+        let message = err.to_string();
+        assert!(message.contains("registry.test"), "{message}");
+        assert!(message.contains("ca_file"), "{message}");
     }
 
     #[test]
