@@ -58,7 +58,7 @@ pub use resources::{
     DEFAULT_CPU_PERIOD_US, Limit, MAX_CPU_PERIOD_US, MAX_CPU_QUOTA_US, MAX_CPU_SHARES,
     MIN_CPU_QUOTA_US, MIN_CPU_SHARES, Resources,
 };
-pub use stats::CgroupStats;
+pub use stats::{CgroupStats, DeviceIo};
 pub use v2::cpu_shares_to_weight;
 
 use detect::Layout;

@@ -35,6 +35,94 @@ pub struct CgroupStats {
     pub pids_current: Option<u64>,
     /// Processes killed by the OOM killer in this cgroup: the `oom_kill` counter.
     pub oom_kills: Option<u64>,
+    /// Block I/O per device, sorted by device: v1 `blkio.throttle.io_service_bytes_recursive`
+    /// and `io_serviced_recursive`, v2 `io.stat`. Empty without the controller or any I/O.
+    pub io: Vec<DeviceIo>,
+}
+
+/// Block I/O of a cgroup and its descendants on one device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceIo {
+    pub major: u32,
+    pub minor: u32,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    /// Read operations: v1 `Read` of `io_serviced`, v2 `rios`.
+    pub reads: u64,
+    /// Write operations: v1 `Write` of `io_serviced`, v2 `wios`.
+    pub writes: u64,
+}
+
+/// Parses a cgroup v2 `io.stat`: one line per device, `MAJ:MIN rbytes=N wbytes=N rios=N wios=N`
+/// and more keys that are ignored.
+pub(super) fn parse_io_stat(text: &str) -> Result<Vec<DeviceIo>, String> {
+    let mut devices = Vec::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let mut fields = line.split_whitespace();
+        let mut device = parse_device(fields.next().unwrap_or_default())?;
+        for field in fields {
+            let Some((key, value)) = field.split_once('=') else {
+                return Err(format!("field {field:?} is not key=value"));
+            };
+            let value: u64 = value
+                .parse()
+                .map_err(|_| format!("{key} value {value:?} is not an unsigned integer"))?;
+            match key {
+                "rbytes" => device.read_bytes = value,
+                "wbytes" => device.write_bytes = value,
+                "rios" => device.reads = value,
+                "wios" => device.writes = value,
+                _ => {}
+            }
+        }
+        devices.push(device);
+    }
+    devices.sort_by_key(|device| (device.major, device.minor));
+    Ok(devices)
+}
+
+/// Parses cgroup v1 `blkio.throttle.io_service_bytes_recursive` and `io_serviced_recursive`:
+/// lines of `MAJ:MIN Read N` and `MAJ:MIN Write N` (other operations and the `Total` lines are
+/// ignored).
+pub(super) fn parse_blkio(bytes: &str, operations: &str) -> Result<Vec<DeviceIo>, String> {
+    let mut devices: BTreeMap<(u32, u32), DeviceIo> = BTreeMap::new();
+    for (text, counts_bytes) in [(bytes, true), (operations, false)] {
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [device, operation, value] = fields[..] else {
+                continue;
+            };
+            let parsed = parse_device(device)?;
+            let value: u64 = value
+                .parse()
+                .map_err(|_| format!("{operation} value {value:?} is not an unsigned integer"))?;
+            let entry = devices
+                .entry((parsed.major, parsed.minor))
+                .or_insert(parsed);
+            match (operation, counts_bytes) {
+                ("Read", true) => entry.read_bytes = value,
+                ("Write", true) => entry.write_bytes = value,
+                ("Read", false) => entry.reads = value,
+                ("Write", false) => entry.writes = value,
+                _ => {}
+            }
+        }
+    }
+    Ok(devices.into_values().collect())
+}
+
+fn parse_device(text: &str) -> Result<DeviceIo, String> {
+    let parsed = text
+        .split_once(':')
+        .and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)));
+    let Some((major, minor)) = parsed else {
+        return Err(format!("device {text:?} is not MAJOR:MINOR"));
+    };
+    Ok(DeviceIo {
+        major,
+        minor,
+        ..DeviceIo::default()
+    })
 }
 
 /// Memory figures of a `memory.stat` file, whose key names differ between versions.

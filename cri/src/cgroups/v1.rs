@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::detect::V1Mounts;
 use super::files;
 use super::resources::{Limit, MAX_CPU_SHARES, MIN_CPU_SHARES};
-use super::stats::{CgroupStats, MemoryStatKeys};
+use super::stats::{CgroupStats, MemoryStatKeys, parse_blkio};
 use super::{CgroupError, CgroupPath, CgroupVersion, Resources};
 
 const MEMORY_LIMIT: &str = "memory.limit_in_bytes";
@@ -106,6 +106,18 @@ pub(super) fn stats(mounts: &V1Mounts, path: &CgroupPath) -> Result<CgroupStats,
 
     if let Some(dir) = controller_dir(mounts, "pids", path) {
         stats.pids_current = files::read_u64_optional(&dir.join("pids.current"))?;
+    }
+
+    if let Some(dir) = controller_dir(mounts, "blkio", path) {
+        let bytes_file = dir.join("blkio.throttle.io_service_bytes_recursive");
+        let operations_file = dir.join("blkio.throttle.io_serviced_recursive");
+        if let (Some(bytes), Some(operations)) = (
+            files::read_optional(&bytes_file)?,
+            files::read_optional(&operations_file)?,
+        ) {
+            stats.io = parse_blkio(&bytes, &operations)
+                .map_err(|reason| CgroupError::parse(&bytes_file, reason))?;
+        }
     }
     Ok(stats)
 }

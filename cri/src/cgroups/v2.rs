@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::files;
 use super::resources::{Limit, MAX_CPU_SHARES, MIN_CPU_SHARES, V2_CONTROLLERS};
-use super::stats::{CgroupStats, MemoryStatKeys};
+use super::stats::{CgroupStats, MemoryStatKeys, parse_io_stat};
 use super::{CgroupError, CgroupPath, Resources};
 
 /// Present only when the kernel accounts swap (`CONFIG_MEMCG_SWAP`).
@@ -94,6 +94,11 @@ pub(super) fn stats(root: &Path, path: &CgroupPath) -> Result<CgroupStats, Cgrou
     stats.oom_kills = events.and_then(|events| events.get("oom_kill").copied());
 
     stats.pids_current = files::read_u64_optional(&dir.join("pids.current"))?;
+
+    let io_stat = dir.join("io.stat");
+    if let Some(text) = files::read_optional(&io_stat)? {
+        stats.io = parse_io_stat(&text).map_err(|reason| CgroupError::parse(&io_stat, reason))?;
+    }
     Ok(stats)
 }
 

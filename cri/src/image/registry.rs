@@ -512,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn unusable_ca_file_is_an_error_not_a_default_client() {
+    fn invalid_ca_file_fails_client() {
         crate::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("ca.pem");

@@ -290,3 +290,80 @@ fn oom_kills_of_missing_cgroup_is_not_found() {
         assert!(matches!(err, CgroupError::NotFound { .. }), "{err}");
     }
 }
+
+#[test]
+fn v2_io_from_io_stat() {
+    let fake = v2_with_samples();
+    fake.write(
+        POD,
+        "io.stat",
+        "254:0 rbytes=90112 wbytes=4096 rios=3 wios=1 dbytes=0 dios=0\n\
+         8:16 rbytes=512 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n",
+    );
+
+    let stats = fake.driver().stats(&cgroup(POD)).unwrap();
+
+    let expected = vec![
+        DeviceIo {
+            major: 8,
+            minor: 16,
+            read_bytes: 512,
+            write_bytes: 0,
+            reads: 1,
+            writes: 0,
+        },
+        DeviceIo {
+            major: 254,
+            minor: 0,
+            read_bytes: 90112,
+            write_bytes: 4096,
+            reads: 3,
+            writes: 1,
+        },
+    ];
+    assert_eq!(stats.io, expected);
+}
+
+#[test]
+fn v2_io_stat_empty_or_malformed() {
+    let fake = v2_with_samples();
+    fake.write(POD, "io.stat", "");
+    assert!(fake.driver().stats(&cgroup(POD)).unwrap().io.is_empty());
+
+    fake.write(POD, "io.stat", "254:0 rbytes=many\n");
+    let err = fake.driver().stats(&cgroup(POD)).unwrap_err();
+    assert!(err.to_string().contains("io.stat"), "{err}");
+}
+
+#[test]
+fn v1_io_from_blkio_throttle_files() {
+    let fake = FakeV1::new(&["blkio"]);
+    fake.prepare(POD);
+    fake.write(
+        "blkio",
+        POD,
+        "blkio.throttle.io_service_bytes_recursive",
+        "8:0 Read 90112\n8:0 Write 8192\n8:0 Sync 0\n8:0 Async 98304\n8:0 Discard 0\n\
+         8:0 Total 98304\nTotal 98304\n",
+    );
+    fake.write(
+        "blkio",
+        POD,
+        "blkio.throttle.io_serviced_recursive",
+        "8:0 Read 3\n8:0 Write 2\n8:0 Total 5\nTotal 5\n",
+    );
+
+    let stats = fake.driver().stats(&cgroup(POD)).unwrap();
+
+    assert_eq!(
+        stats.io,
+        vec![DeviceIo {
+            major: 8,
+            minor: 0,
+            read_bytes: 90112,
+            write_bytes: 8192,
+            reads: 3,
+            writes: 2,
+        }]
+    );
+}
