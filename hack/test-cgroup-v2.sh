@@ -186,17 +186,13 @@ for line in sys.stdin:
 # messages as JSON on stdout.
 cargo build -p berth-agent --message-format=json-render-diagnostics >"${workdir}/build-agent.json"
 berth_bin=$(executable "${workdir}/build-agent.json" berth bin)
-cargo test --no-run -p berth-tests --test runtime_cgroups --message-format=json-render-diagnostics \
-	>"${workdir}/build-cgroup-tests.json"
-cgroup_tests=$(executable "${workdir}/build-cgroup-tests.json" runtime_cgroups test)
-cargo test --no-run -p berth-tests --test cgroup_driver --message-format=json-render-diagnostics \
-	>"${workdir}/build-driver-tests.json"
-driver_tests=$(executable "${workdir}/build-driver-tests.json" cgroup_driver test)
-cargo test --no-run -p berth-tests --test check --message-format=json-render-diagnostics \
-	>"${workdir}/build-check-tests.json"
-check_tests=$(executable "${workdir}/build-check-tests.json" check test)
-cargo test --no-run -p berth-cri --lib --message-format=json-render-diagnostics >"${workdir}/build-cri-tests.json"
-cri_tests=$(executable "${workdir}/build-cri-tests.json" berth_cri test)
+# The same build as hack/test.sh's `cargo test --workspace`, so that a run after it compiles
+# nothing: a build of single packages resolves dependency features differently.
+cargo test --no-run --workspace --message-format=json-render-diagnostics >"${workdir}/build-tests.json"
+cgroup_tests=$(executable "${workdir}/build-tests.json" runtime_cgroups test)
+driver_tests=$(executable "${workdir}/build-tests.json" cgroup_driver test)
+check_tests=$(executable "${workdir}/build-tests.json" check test)
+cri_tests=$(executable "${workdir}/build-tests.json" berth_cri test)
 
 # The guest runs copies of the binaries, because another cargo command on the host may rebuild
 # the target directory while the guest runs. A binary replaced during the run would mix two
