@@ -258,3 +258,18 @@ fn mismatched_cgroup_parent_exits_2() {
         "the message suggests a value: {stderr}"
     );
 }
+
+#[test]
+fn check_warns_crun_on_hybrid_cgroups() {
+    let (_, findings) = check_with_config("");
+    let version = find(&findings, "cgroup version");
+    let crun = find(&findings, "crun");
+    let hybrid = version["detail"].as_str().unwrap().contains("hybrid");
+    let installed = !crun["detail"].as_str().unwrap().contains("not found");
+    if hybrid && installed {
+        assert_eq!(crun["status"], "warn", "{crun}");
+        assert!(crun["detail"].as_str().unwrap().contains("runc"), "{crun}");
+    } else if installed {
+        assert_eq!(crun["status"], "ok", "{crun}");
+    }
+}

@@ -183,6 +183,11 @@ fn pid1_name() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
+/// Returns true when cgroup v1 controllers are mounted next to a cgroup2 hierarchy.
+pub fn is_hybrid() -> bool {
+    read_layout() == Layout::Hybrid
+}
+
 fn read_layout() -> Layout {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     layout_of(&parse_mountinfo(&mountinfo))

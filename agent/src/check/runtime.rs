@@ -1,15 +1,28 @@
 //! OCI runtime checks: runc, which Berth requires, and crun, which it can use instead.
 
-use super::{Finding, find_executable, version_line};
+use super::{Finding, Status, find_executable, version_line};
 
 /// Looks for runc and reports its version.
 pub fn check_runc() -> Finding {
     check_runtime("runc", Finding::fail)
 }
 
-/// Looks for crun and reports its version. crun is optional, so a missing one is a warning.
+/// Looks for crun and reports its version. crun is optional, so a missing one is a warning, as
+/// is one on a hybrid cgroup host, whose layout crun 1.8 rejects.
 pub fn check_crun() -> Finding {
-    check_runtime("crun", Finding::warn)
+    let finding = check_runtime("crun", Finding::warn);
+    if finding.status != Status::Ok || !super::cgroup::is_hybrid() {
+        return finding;
+    }
+    Finding::warn(
+        "crun",
+        format!(
+            "{}; this host mounts cgroup v1 controllers next to a cgroup2 hierarchy, which crun \
+             1.8 rejects, so Berth's default handler here is runc",
+            finding.detail
+        ),
+        "keep runtime.default_runtime empty or \"runc\", or boot the host with cgroup v2 only",
+    )
 }
 
 /// Finds the runtime binary `name` and reports its `--version` line. `missing` builds the
