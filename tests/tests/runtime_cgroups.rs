@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_proto::cri::{
-    LinuxContainerResources, UpdateContainerResourcesRequest, UpdatePodSandboxResourcesRequest,
+    LinuxContainerResources, RemovePodSandboxRequest, StopPodSandboxRequest,
+    UpdateContainerResourcesRequest, UpdatePodSandboxResourcesRequest,
 };
 use berth_tests::image;
 use berth_tests::pods::{PodDaemon, container_config, systemd_cgroup_driver};
@@ -457,4 +458,68 @@ async fn oom_kill_reported_after_daemon_restart() {
         status.reason, "OOMKilled",
         "the exit recorded while the daemon was down"
     );
+}
+
+/// Removing a pod removes its cgroup and its containers' cgroups: the directories under
+/// cgroupfs, the slice and scope units under systemd.
+#[tokio::test]
+async fn removed_pod_leaves_no_cgroup() {
+    let pods = PodDaemon::start("").await;
+    pods.daemon
+        .pull(&image("busybox"))
+        .await
+        .expect("pull busybox");
+    let config = pods.pod_config("gone");
+    let sandbox = pods.run_pod(config.clone()).await;
+    let pod_cgroup = pods.pod_cgroup(&sandbox).await;
+    let container = pods
+        .create_and_start(
+            &sandbox,
+            config,
+            container_config("app", &image("busybox"), &["sleep", "600"]),
+        )
+        .await;
+    let container_cgroup = pods.container_cgroup(&pod_cgroup, &container);
+    let pod_dir = cgroup_file(&pod_cgroup, "memory", "");
+    let container_dir = cgroup_file(&container_cgroup, "memory", "");
+    assert!(
+        pod_dir.is_dir(),
+        "{} exists while the pod runs",
+        pod_dir.display()
+    );
+    assert!(
+        container_dir.is_dir(),
+        "{} exists while the container runs",
+        container_dir.display()
+    );
+
+    let mut runtime = pods.runtime().await;
+    runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .expect("StopPodSandbox");
+    runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+
+    assert!(
+        !container_dir.exists(),
+        "{} remains",
+        container_dir.display()
+    );
+    assert!(!pod_dir.exists(), "{} remains", pod_dir.display());
+    if systemd_cgroup_driver() {
+        let unit = pod_cgroup.rsplit('/').next().unwrap_or_default();
+        let state = std::process::Command::new("systemctl")
+            .args(["is-active", unit])
+            .output()
+            .expect("run systemctl");
+        let state = String::from_utf8_lossy(&state.stdout);
+        assert_ne!(state.trim(), "active", "{unit} is still active");
+    }
 }
