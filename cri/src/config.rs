@@ -99,7 +99,7 @@ pub struct RuntimeConfig {
     /// OCI runtime binaries by runtime handler name, such as `runc = "/usr/sbin/runc"`.
     /// Handlers named here replace the detected ones; `runc` and `crun` are detected in PATH.
     pub runtimes: BTreeMap<String, PathBuf>,
-    /// How pod and container cgroups are made: `"cgroupfs"` (directories written directly) or
+    /// Cgroup driver, the way pod and container cgroups are made: `"cgroupfs"` (directories written directly) or
     /// `"systemd"` (slices and scopes through systemd's D-Bus API). Empty picks systemd when it
     /// runs as the init system and accepts D-Bus connections, else cgroupfs. The kubelet must be started
     /// with the same `--cgroup-driver`; RuntimeConfig reports this one to it.

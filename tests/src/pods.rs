@@ -427,6 +427,11 @@ impl Drop for PodDaemon {
     }
 }
 
+/// Returns true when systemd runs as the init system, by the test that `sd_booted` uses.
+pub fn systemd_is_init() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
 /// Returns whether the tests run against the systemd cgroup driver: `BERTH_TEST_CGROUP_DRIVER`
 /// is `systemd`, or `cgroupfs` (the default when unset).
 pub fn systemd_cgroup_driver() -> bool {

@@ -1,20 +1,15 @@
-//! The cgroup driver choice from a kubelet's side: RuntimeConfig reports it, a pod cgroup parent
-//! in the other driver's form is refused with a message naming the fix, and a systemd driver
-//! that cannot reach systemd stops the daemon at start.
+//! The cgroup driver choice from a kubelet's side. RuntimeConfig reports it, and a pod cgroup
+//! parent in the other driver's form is rejected with a message naming the fix. A systemd
+//! driver that cannot reach systemd stops the daemon at start.
 
-use std::path::Path;
 use std::process::Command;
 
 use berth_proto::cri::{
     CgroupDriver, ListPodSandboxRequest, RunPodSandboxRequest, RuntimeConfigRequest,
 };
-use berth_tests::pods::PodDaemon;
+use berth_tests::pods::{PodDaemon, systemd_is_init};
 use berth_tests::{Daemon, berth_binary};
 use tonic::Code;
-
-fn systemd_is_init() -> bool {
-    Path::new("/run/systemd/system").is_dir()
-}
 
 #[tokio::test]
 async fn runtime_config_reports_the_configured_driver() {

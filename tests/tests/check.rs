@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use berth_tests::berth_binary;
+use berth_tests::pods::systemd_is_init;
 use serde_json::Value;
 
 /// Runs `berth check` with `args` and returns its output, failing when it did not exit with 0
@@ -176,10 +177,6 @@ fn check_with_config(config: &str) -> (Output, Vec<Value>) {
     ]);
     let findings = parse_findings(&output);
     (output, findings)
-}
-
-fn systemd_is_init() -> bool {
-    Path::new("/run/systemd/system").is_dir()
 }
 
 #[test]

@@ -133,20 +133,13 @@ pub fn check_driver(runtime: &RuntimeConfig) -> Finding {
                     "make /run/systemd/private or /run/dbus/system_bus_socket reachable (mount /run/systemd into Berth's container), or set runtime.cgroup_driver = \"cgroupfs\"",
                 );
             }
-            (DriverKind::Systemd, "configured")
+            (DriverKind::Systemd, "configured".to_string())
         }
-        Some(DriverKind::Cgroupfs) => (DriverKind::Cgroupfs, "configured"),
-        None if systemd_init && reachable().is_ok() => {
-            (DriverKind::Systemd, "picked: systemd is the init system")
+        Some(DriverKind::Cgroupfs) => (DriverKind::Cgroupfs, "configured".to_string()),
+        None => {
+            let (kind, reason) = cgroups::pick_driver();
+            (kind, format!("picked: {reason}"))
         }
-        None if systemd_init => (
-            DriverKind::Cgroupfs,
-            "picked: systemd is the init system but D-Bus connections to it fail",
-        ),
-        None => (
-            DriverKind::Cgroupfs,
-            "picked: systemd is not the init system",
-        ),
     };
 
     let parent = if runtime.cgroup_parent.is_empty() {

@@ -2,8 +2,8 @@
 //! systemd's manager needs, and nothing more.
 //!
 //! It connects to systemd's private socket, which needs no bus daemon, or else to the system
-//! bus. It authenticates with EXTERNAL (the peer reads our UID from the socket); sends method calls
-//! in little-endian marshalling, and reads messages until the reply to the call. Signals
+//! bus. It authenticates with EXTERNAL, so the peer reads our UID from the socket. It sends method
+//! calls in little-endian marshalling and reads messages until the reply to the call. Signals
 //! and other messages in between are skipped. Unix file descriptors are never passed.
 
 use std::io::{self, Read, Write};
@@ -268,7 +268,7 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`DbusError::Remote`] when the peer answers with an error; I/O and protocol errors
+    /// [`DbusError::Remote`] when the peer returns an error; I/O and protocol errors
     /// otherwise.
     pub fn call(&mut self, call: &Call<'_>) -> Result<(), DbusError> {
         let serial = self.send(call)?;
@@ -381,6 +381,7 @@ fn encode_call(call: &Call<'_>, serial: u32) -> Result<Vec<u8>, DbusError> {
     header.byte(1);
     header.u32(body_length);
     header.u32(serial);
+
     header.array(8, |fields| {
         let mut field = |code: u8, signature: &str, value: &str| {
             fields.struct_start();
@@ -400,7 +401,9 @@ fn encode_call(call: &Call<'_>, serial: u32) -> Result<Vec<u8>, DbusError> {
             field(FIELD_SIGNATURE, "g", call.signature);
         }
     });
+    // The body starts at the next 8-byte boundary.
     header.struct_start();
+
     let mut bytes = header.into_bytes();
     bytes.extend_from_slice(&call.body);
     Ok(bytes)
@@ -425,9 +428,9 @@ impl<'a> Decoder<'a> {
         let Some(end) = end else {
             return Err(DbusError::Protocol("message ends early".to_string()));
         };
-        let taken = &self.bytes[self.at..end];
+        let slice = &self.bytes[self.at..end];
         self.at = end;
-        Ok(taken)
+        Ok(slice)
     }
 
     fn u8(&mut self) -> Result<u8, DbusError> {

@@ -156,8 +156,9 @@ impl DriverKind {
     }
 
     /// Returns a container's `linux.cgroupsPath` for the OCI runtime and the path of the cgroup
-    /// the runtime will create: `<pod>/<id>` under cgroupfs; under systemd the runtime's
-    /// `slice:prefix:name` form and the scope `berth-<id>.scope` in the pod's slice.
+    /// the runtime will create. Under cgroupfs both are `<pod>/<id>`. Under systemd the first
+    /// has the runtime's `slice:prefix:name` form, and the cgroup is `berth-<id>.scope` in the
+    /// pod's slice.
     ///
     /// # Errors
     ///
@@ -270,7 +271,7 @@ pub fn cgroupfs(hierarchy: Hierarchy) -> Arc<dyn CgroupDriver> {
 }
 
 /// Returns the driver that has systemd create pod slices over D-Bus, after checking that
-/// systemd answers.
+/// systemd accepts a D-Bus connection.
 ///
 /// # Errors
 ///
@@ -292,7 +293,23 @@ pub fn check_systemd() -> Result<(), CgroupError> {
     systemd::Systemd::check_reachable()
 }
 
-/// Returns true when systemd runs as the init system, the way `sd_booted` tells.
+/// Picks the driver for an empty `runtime.cgroup_driver`: systemd when it is the init system
+/// and accepts a D-Bus connection, else cgroupfs. Also returns the reason, for logs and
+/// `berth check`.
+pub fn pick_driver() -> (DriverKind, &'static str) {
+    if !systemd_is_running() {
+        (DriverKind::Cgroupfs, "systemd is not the init system")
+    } else if check_systemd().is_ok() {
+        (DriverKind::Systemd, "systemd is the init system")
+    } else {
+        (
+            DriverKind::Cgroupfs,
+            "systemd is the init system but D-Bus connections to it fail",
+        )
+    }
+}
+
+/// Returns true when systemd runs as the init system, by the test that `sd_booted` uses.
 pub fn systemd_is_running() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()
 }

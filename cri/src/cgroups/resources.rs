@@ -207,6 +207,23 @@ impl Resources {
 
     /// Runs the checks of [`Resources::validate`] that need no knowledge of the host. The driver
     /// runs them before it writes anything.
+    /// Returns the limit of swap alone, as cgroup v2's `memory.swap.max` and systemd's
+    /// `MemorySwapMax` take it: the request's swap limit counts memory plus swap (the v1 and
+    /// CRI meaning), so the difference. `None` leaves the current value.
+    pub(super) fn swap_only_limit(&self) -> Option<Limit> {
+        match (self.memory_swap_limit_bytes, self.memory_limit_bytes) {
+            (Some(Limit::Unlimited), _) => Some(Limit::Unlimited),
+            // check_values has made sure that swap >= memory.
+            (Some(Limit::Value(swap)), Some(Limit::Value(memory))) => {
+                Some(Limit::Value(swap.saturating_sub(memory)))
+            }
+            (Some(Limit::Value(_)), _) => None,
+            // Lifting the memory limit lifts the swap limit too, as on v1.
+            (None, Some(Limit::Unlimited)) => Some(Limit::Unlimited),
+            (None, _) => None,
+        }
+    }
+
     pub(super) fn check_values(&self) -> Result<(), CgroupError> {
         let limits = [
             ("memory_limit_in_bytes", self.memory_limit_bytes),

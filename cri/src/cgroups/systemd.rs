@@ -245,21 +245,8 @@ pub(super) fn unit_properties(
         let name = if v2 { "MemoryMax" } else { "MemoryLimit" };
         properties.push((name, Value::U64(limit(memory))));
     }
-    // On v2 the swap property limits swap alone, the request limits memory plus swap.
-    if v2 {
-        let swap = match (
-            resources.memory_swap_limit_bytes,
-            resources.memory_limit_bytes,
-        ) {
-            (Some(Limit::Unlimited), _) | (None, Some(Limit::Unlimited)) => Some(u64::MAX),
-            (Some(Limit::Value(swap)), Some(Limit::Value(memory))) => {
-                Some(swap.saturating_sub(memory))
-            }
-            _ => None,
-        };
-        if let Some(swap) = swap {
-            properties.push(("MemorySwapMax", Value::U64(swap)));
-        }
+    if v2 && let Some(swap) = resources.swap_only_limit() {
+        properties.push(("MemorySwapMax", Value::U64(limit(swap))));
     }
 
     if let Some(shares) = resources.cpu_shares {

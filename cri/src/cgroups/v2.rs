@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::files;
-use super::resources::{Limit, MAX_CPU_SHARES, MIN_CPU_SHARES, V2_CONTROLLERS};
+use super::resources::{MAX_CPU_SHARES, MIN_CPU_SHARES, V2_CONTROLLERS};
 use super::stats::{CgroupStats, MemoryStatKeys, parse_io_stat};
 use super::{CgroupError, CgroupPath, Resources};
 
@@ -226,17 +226,7 @@ fn check_unified_files(
 /// (the v1 and CRI meaning), so `memory.swap.max` gets the difference.
 fn set_memory(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
     let memory = resources.memory_limit_bytes;
-    let swap_max = match (resources.memory_swap_limit_bytes, memory) {
-        (Some(Limit::Unlimited), _) => Some(Limit::Unlimited),
-        // check_values has made sure that swap >= memory.
-        (Some(Limit::Value(swap)), Some(Limit::Value(memory))) => {
-            Some(Limit::Value(swap.saturating_sub(memory)))
-        }
-        (Some(Limit::Value(_)), _) => None,
-        // Lifting the memory limit lifts the swap limit too, as on v1.
-        (None, Some(Limit::Unlimited)) => Some(Limit::Unlimited),
-        (None, _) => None,
-    };
+    let swap_max = resources.swap_only_limit();
 
     if let Some(memory) = memory {
         files::write(dir, "memory.max", &memory.max_string())?;

@@ -330,14 +330,14 @@ fn open_cgroups(
                  --cgroup-driver=cgroupfs"
             ))
         })?,
-        None if cgroups::systemd_is_running() => match cgroups::systemd(hierarchy.clone()) {
-            Ok(driver) => driver,
-            Err(err) => {
-                tracing::warn!(error = %err, "systemd runs but D-Bus connections to it fail; using the cgroupfs driver");
-                cgroups::cgroupfs(hierarchy)
+        None => {
+            let (kind, reason) = cgroups::pick_driver();
+            tracing::info!(driver = %kind, reason, "picked the cgroup driver");
+            match kind {
+                DriverKind::Systemd => cgroups::systemd(hierarchy)?,
+                DriverKind::Cgroupfs => cgroups::cgroupfs(hierarchy),
             }
-        },
-        None => cgroups::cgroupfs(hierarchy),
+        }
     };
     tracing::info!(driver = driver.name(), version = %driver.version(), "cgroup driver ready");
     Ok((driver.kind(), Some(driver)))

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::logs::{LineSplitter, LogStream, LogWriter};
 use super::oci::runtime_log_message;
+use crate::cgroups::{self, CgroupDriver, CgroupPath, CgroupVersion, Hierarchy};
 use crate::stream::attach_socket::{AttachServer, OutputStream};
 
 /// File in the bundle where the monitor records the container's exit.
@@ -186,37 +187,38 @@ fn start_and_wait(options: &MonitorOptions, report_pipe: &mut File) -> Result<()
 
 /// OOM kills of a container's cgroup v2 `memory.events`, followed while the container runs.
 struct OomWatch {
+    driver: Arc<dyn CgroupDriver>,
+    path: CgroupPath,
     /// Highest count seen on a change of the file.
     seen: Arc<AtomicU64>,
-    /// `memory.events` of the parent (the pod's cgroup), and its count at the start.
-    parent_file: PathBuf,
+    /// The parent (the pod's cgroup), and its count at the start.
+    parent: CgroupPath,
     parent_baseline: Option<u64>,
 }
 
 impl OomWatch {
-    /// Returns the container's OOM kills as seen. When a change came too late to be read
-    /// before the cgroup was gone, a rise of the pod's count counts as one.
+    /// Returns the container's OOM kills: the count read now, or, once the cgroup is gone, the
+    /// highest count seen. When a change came too late to be read before the cgroup was gone,
+    /// a rise of the pod's count counts as one.
     ///
     /// NOTE: another container of the same pod killed by the OOM killer at the same time
     /// raises the pod's count too, so such a fallback may blame the wrong container.
     fn kills(&self) -> u64 {
         let seen = self.seen.load(Ordering::SeqCst);
+        if let Ok(count) = self.driver.oom_kills(&self.path) {
+            return count.max(seen);
+        }
         if seen > 0 {
             return seen;
         }
-        match (self.parent_baseline, read_oom_kill(&self.parent_file)) {
+        match (
+            self.parent_baseline,
+            self.driver.oom_kills(&self.parent).ok(),
+        ) {
             (Some(before), Some(now)) if now > before => 1,
             _ => 0,
         }
     }
-}
-
-/// Reads the `oom_kill` line of a cgroup v2 `memory.events` file.
-fn read_oom_kill(file: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(file).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("oom_kill "))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 impl MonitorOptions {
@@ -224,26 +226,21 @@ impl MonitorOptions {
     /// lives in the container's own memory cgroup, also when the limit that was hit is the
     /// pod's, so a pod-level OOM is charged to the container it hit.
     ///
-    /// `watch` has what [`MonitorOptions::watch_oom_kills`] saw while the container ran, which
-    /// is all there is when the cgroup went away with the container's last process.
+    /// With a `watch` from [`MonitorOptions::watch_oom_kills`] the count comes from it, because
+    /// it still has the count after the cgroup went away with the container's last process.
     fn oom_kills(&self, watch: Option<&OomWatch>) -> u64 {
+        if let Some(watch) = watch {
+            return watch.kills();
+        }
         let Some(path) = &self.cgroup_path else {
             return 0;
         };
-        let counted = crate::cgroups::Hierarchy::detect().and_then(|hierarchy| {
-            let path = crate::cgroups::CgroupPath::new(path)?;
-            crate::cgroups::cgroupfs(hierarchy).oom_kills(&path)
-        });
-        match (counted, watch) {
-            (Ok(count), watch) => {
-                count.max(watch.map_or(0, |watch| watch.seen.load(Ordering::SeqCst)))
-            }
-            (Err(_), Some(watch)) => watch.kills(),
-            (Err(err), None) => {
-                eprintln!("berth monitor: cannot read the OOM kill count of {path}: {err}");
-                0
-            }
-        }
+        let counted = Hierarchy::detect()
+            .and_then(|hierarchy| cgroups::cgroupfs(hierarchy).oom_kills(&CgroupPath::new(path)?));
+        counted.unwrap_or_else(|err| {
+            eprintln!("berth monitor: cannot read the OOM kill count of {path}: {err}");
+            0
+        })
     }
 
     /// Follows the `oom_kill` count of the container's cgroup v2 `memory.events` while the
@@ -251,38 +248,42 @@ impl MonitorOptions {
     /// removed as soon as its last process exits, counters included, so a count read only at
     /// exit would miss the OOM kill that ended the container.
     fn watch_oom_kills(&self) -> Option<OomWatch> {
-        let path = crate::cgroups::CgroupPath::new(self.cgroup_path.as_deref()?).ok()?;
-        let hierarchy = crate::cgroups::Hierarchy::detect().ok()?;
-        if hierarchy.version() != crate::cgroups::CgroupVersion::V2 {
+        let path = CgroupPath::new(self.cgroup_path.as_deref()?).ok()?;
+        let parent = path.parent()?;
+        let hierarchy = Hierarchy::detect().ok()?;
+        if hierarchy.version() != CgroupVersion::V2 {
             return None;
         }
-        let dir = hierarchy
+        let file = hierarchy
             .mount_point("memory")?
-            .join(path.as_str().trim_start_matches('/'));
-        let file = dir.join("memory.events");
-        let parent_file = dir.parent()?.join("memory.events");
-        let parent_baseline = read_oom_kill(&parent_file);
+            .join(path.as_str().trim_start_matches('/'))
+            .join("memory.events");
+        let driver = cgroups::cgroupfs(hierarchy);
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC).ok()?;
         if let Err(err) = inotify.add_watch(&file, AddWatchFlags::IN_MODIFY) {
             eprintln!("berth monitor: cannot watch {}: {err}", file.display());
             return None;
         }
 
-        let seen = Arc::new(AtomicU64::new(read_oom_kill(&file).unwrap_or(0)));
+        let seen = Arc::new(AtomicU64::new(driver.oom_kills(&path).unwrap_or(0)));
         let count = seen.clone();
+        let (thread_driver, thread_path) = (driver.clone(), path.clone());
         // The thread ends with the monitor; once the cgroup is gone no event wakes it again.
         let spawned = std::thread::Builder::new()
             .name("oom-watch".to_string())
             .spawn(move || {
                 while inotify.read_events().is_ok() {
-                    if let Some(kills) = read_oom_kill(&file) {
+                    if let Ok(kills) = thread_driver.oom_kills(&thread_path) {
                         count.fetch_max(kills, Ordering::SeqCst);
                     }
                 }
             });
+        let parent_baseline = driver.oom_kills(&parent).ok();
         spawned.ok().map(|_| OomWatch {
+            driver,
+            path,
             seen,
-            parent_file,
+            parent,
             parent_baseline,
         })
     }

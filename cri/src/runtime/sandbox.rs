@@ -428,8 +428,8 @@ impl RuntimeService {
     }
 
     /// Returns the pod's cgroup and whether Berth owns it. The request's cgroup parent, which
-    /// the kubelet sets, is used as is and stays the kubelet's; it must be in the driver's form
-    /// (a path for cgroupfs, a slice for systemd). Without one, the pod goes into the kubelet's
+    /// the kubelet sets, is used as is and stays the kubelet's. It must be in the driver's form:
+    /// a path for cgroupfs, a slice for systemd. Without one, the pod goes into the kubelet's
     /// QoS layout under `runtime.cgroup_parent`: `pod<uid>` for Guaranteed pods,
     /// `burstable/pod<uid>` and `besteffort/pod<uid>` for the others, or the same as slices.
     fn pod_cgroup(&self, config: &PodSandboxConfig) -> Result<(CgroupPath, bool), RuntimeError> {

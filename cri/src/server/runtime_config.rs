@@ -8,8 +8,8 @@ use super::CriRuntimeService;
 use crate::cgroups::DriverKind;
 
 impl CriRuntimeService {
-    /// Reports the cgroup driver, which the kubelet adopts when it asks the runtime for it, and
-    /// must otherwise match.
+    /// Reports the cgroup driver. A kubelet that requests it adopts it, and any other kubelet
+    /// must be configured to match.
     pub(super) fn runtime_config(&self, _request: RuntimeConfigRequest) -> RuntimeConfigResponse {
         let driver = match self.0.runtime.cgroup_driver() {
             DriverKind::Cgroupfs => CgroupDriver::Cgroupfs,

@@ -88,7 +88,7 @@ fn container_paths_per_driver() {
 }
 
 #[test]
-fn client_parent_of_the_other_driver_names_the_mismatch() {
+fn client_parent_mismatch_names_fix() {
     let err = DriverKind::Cgroupfs
         .client_parent_path("kubepods-burstable-pod1.slice")
         .unwrap_err();
