@@ -24,15 +24,15 @@
 #
 # The host builds the test images into a registry's storage directory under /var/tmp (the
 # guest cannot see the host's /tmp) and compiles the test binaries. The guest serves that
-# storage with its own registry on 127.0.0.1 and runs copies of the host-built binaries from
-# the shared work directory, in the shared repository. The guest has no network interface
+# storage with its own registry on 127.0.0.1 and runs copies of the host-built binaries in the
+# shared work directory. Only that directory is shared, so the repository may live anywhere,
+# /tmp included. The guest has no network interface
 # besides loopback. The guest runs under QEMU's TCG emulation, several times slower than the
 # host: on a two-core host, the cgroupfs pass took about 1 minute in the guest, plus 15 s to
 # build the images and binaries once they were compiled.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-repo=$(pwd -P)
 
 # Debian packages that the guest needs beyond those build-guest.sh always installs (runc,
 # busybox-static, iproute2, systemd and a few more). crun is the default OCI runtime on a pure
@@ -304,14 +304,15 @@ unset TMPDIR
 
 : >"${GUEST_RESULTS}"
 failed=0
-# Run one test binary in its package directory, as cargo test does, and record the result.
+# Run one test binary in DIR with CARGO_MANIFEST_DIR set to it, and record the result. The
+# tests run here read no files of their package.
 run_tests() {
-	local name=$1 package_dir=$2 binary=$3 start end rc
+	local name=$1 dir=$2 binary=$3 start end rc
 	shift 3
 	echo "guest: running ${name}: ${binary} $*"
 	start=$(date +%s)
 	rc=0
-	(cd "${package_dir}" && CARGO_MANIFEST_DIR=${package_dir} "${binary}" "$@") || rc=$?
+	(cd "${dir}" && CARGO_MANIFEST_DIR=${dir} "${binary}" "$@") || rc=$?
 	end=$(date +%s)
 	if [[ ${rc} -eq 0 ]]; then
 		echo "passed  ${name} ($((end - start)) s)" >>"${GUEST_RESULTS}"
@@ -321,13 +322,13 @@ run_tests() {
 	fi
 }
 
-run_tests "berth-cri unit tests cgroups::" "${GUEST_REPO}/cri" "${GUEST_CRI_TESTS}" \
+run_tests "berth-cri unit tests cgroups::" "${GUEST_WORKDIR}" "${GUEST_CRI_TESTS}" \
 	cgroups:: --test-threads="${GUEST_TEST_THREADS}"
-run_tests "tests/tests/runtime_cgroups.rs" "${GUEST_REPO}/tests" "${GUEST_CGROUP_TESTS}" \
+run_tests "tests/tests/runtime_cgroups.rs" "${GUEST_WORKDIR}" "${GUEST_CGROUP_TESTS}" \
 	--test-threads="${GUEST_TEST_THREADS}"
-run_tests "tests/tests/cgroup_driver.rs" "${GUEST_REPO}/tests" "${GUEST_DRIVER_TESTS}" \
+run_tests "tests/tests/cgroup_driver.rs" "${GUEST_WORKDIR}" "${GUEST_DRIVER_TESTS}" \
 	--test-threads="${GUEST_TEST_THREADS}"
-run_tests "tests/tests/check.rs" "${GUEST_REPO}/tests" "${GUEST_CHECK_TESTS}" \
+run_tests "tests/tests/check.rs" "${GUEST_WORKDIR}" "${GUEST_CHECK_TESTS}" \
 	--test-threads="${GUEST_TEST_THREADS}"
 exit "${failed}"
 GUEST
@@ -341,7 +342,7 @@ export GUEST_CGROUP_TESTS=${cgroup_tests}
 export GUEST_DRIVER_TESTS=${driver_tests}
 export GUEST_CHECK_TESTS=${check_tests}
 export GUEST_CRI_TESTS=${cri_tests}
-export GUEST_REPO=${repo}
+export GUEST_WORKDIR=${workdir}
 export GUEST_TEST_THREADS=${test_threads}
 
 # Boot one guest for DRIVER and run the tests in it. Sets the summary line of the driver.
@@ -360,9 +361,9 @@ run_guest() {
 	echo "test-cgroup-v2.sh: testing the ${driver} driver in a cgroup v2 guest (init: ${init})"
 	start=$(date +%s)
 	rc=0
-	V2VM_DIR=${image_dir} V2VM_INIT=${init} V2VM_SHARES=${repo} \
+	V2VM_DIR=${image_dir} V2VM_INIT=${init} \
 		V2VM_TIMEOUT=${guest_timeout} \
-		V2VM_ENV="GUEST_REGISTRY_DATA GUEST_REGISTRY_CERT_DIR GUEST_REGISTRY_PORT GUEST_TLS_REGISTRY_PORT GUEST_BERTH_BIN GUEST_CGROUP_TESTS GUEST_DRIVER_TESTS GUEST_CHECK_TESTS GUEST_CRI_TESTS GUEST_REPO GUEST_TEST_THREADS GUEST_DRIVER GUEST_RESULTS RUST_BACKTRACE" \
+		V2VM_ENV="GUEST_REGISTRY_DATA GUEST_REGISTRY_CERT_DIR GUEST_REGISTRY_PORT GUEST_TLS_REGISTRY_PORT GUEST_BERTH_BIN GUEST_CGROUP_TESTS GUEST_DRIVER_TESTS GUEST_CHECK_TESTS GUEST_CRI_TESTS GUEST_WORKDIR GUEST_TEST_THREADS GUEST_DRIVER GUEST_RESULTS RUST_BACKTRACE" \
 		"${V2VM_TOOLS}/run-in-guest.sh" "${workdir}" bash "${workdir}/guest.sh" || rc=$?
 	end=$(date +%s)
 
